@@ -1,0 +1,68 @@
+"""rfmap: exact receptive-field maps of convolutional networks.
+
+``import rfmap`` loads numpy only.  The exact engine (:func:`path_map`,
+:func:`path_counts`) needs nothing else; plotting imports matplotlib when it draws,
+and the model tools import PyTorch when they are first used.
+
+>>> import rfmap
+>>> rfmap.path_counts([1, 2], size=7, ndim=1).tolist()
+[1, 1, 2, 1, 2, 1, 1]
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from .errors import (
+    InvalidSpecError,
+    MapTooLargeError,
+    ModelError,
+    RFMapError,
+    UnsupportedLayerError,
+)
+from .paths import PathMap, axis_counts, path_counts, path_map, stack_path_map
+from .specs import ConvLayer, conv_stack, parse_schedule, receptive_field_size
+
+__version__ = "0.1.0"
+
+# Names served lazily from modules that import matplotlib or torch: name -> module.
+_LAZY = {
+    "plot_map": "plot",
+    "gallery": "plot",
+    "animate_schedule": "plot",
+    "autograd_path_counts": "gradient",
+}
+
+__all__ = [
+    "ConvLayer",
+    "InvalidSpecError",
+    "MapTooLargeError",
+    "ModelError",
+    "PathMap",
+    "RFMapError",
+    "UnsupportedLayerError",
+    "__version__",
+    "animate_schedule",
+    "autograd_path_counts",
+    "axis_counts",
+    "conv_stack",
+    "gallery",
+    "parse_schedule",
+    "path_counts",
+    "path_map",
+    "plot_map",
+    "receptive_field_size",
+    "stack_path_map",
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'rfmap' has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{module}", __name__), name)
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

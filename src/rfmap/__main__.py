@@ -1,0 +1,5 @@
+"""``python -m rfmap``."""
+
+from rfmap.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,7 @@
+"""Placeholder: `rfmap model` is being written."""
+
+from typing import Any
+
+
+def register(subparsers: Any) -> None:
+    """Register nothing yet."""

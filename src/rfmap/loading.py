@@ -1,0 +1,120 @@
+"""Loading user models from a SPEC string and an optional state-dict file (torch).
+
+A SPEC is ``package.module:callable`` (e.g. ``torchvision.models:resnet50``) or
+``path/to/file.py:callable``; the callable is called with no arguments and must return
+an ``nn.Module``.  ``--weights FILE`` is loaded with ``torch.load(weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from .errors import ModelError
+
+__all__ = ["load_model", "parse_input_size"]
+
+
+def _import_target(spec: str) -> Any:
+    if ":" not in spec:
+        raise ModelError(
+            f"model SPEC must be 'package.module:callable' or 'file.py:callable', got {spec!r}"
+        )
+    target, _, attr = spec.rpartition(":")
+    if not target or not attr:
+        raise ModelError(f"model SPEC must name a module and a callable, got {spec!r}")
+    if target.endswith(".py") or os.sep in target or "/" in target:
+        path = Path(target)
+        if not path.is_file():
+            raise ModelError(f"model file not found: {target!r}")
+        name = f"_rfmap_user_{abs(hash(str(path.resolve())))}"
+        module_spec = importlib.util.spec_from_file_location(name, path)
+        if module_spec is None or module_spec.loader is None:
+            raise ModelError(f"cannot import model file {target!r}")
+        module = importlib.util.module_from_spec(module_spec)
+        sys.modules[name] = module
+        try:
+            module_spec.loader.exec_module(module)
+        except Exception as exc:
+            sys.modules.pop(name, None)
+            raise ModelError(f"importing {target!r} failed: {type(exc).__name__}: {exc}") from exc
+    else:
+        try:
+            module = importlib.import_module(target)
+        except Exception as exc:
+            raise ModelError(
+                f"cannot import module {target!r} from SPEC {spec!r}: {type(exc).__name__}: {exc}"
+            ) from exc
+    obj: Any = module
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            raise ModelError(f"{target!r} has no attribute {attr!r} (SPEC {spec!r})")
+        obj = getattr(obj, part)
+    return obj
+
+
+def load_model(spec: str, weights: str | os.PathLike[str] | None = None) -> Any:
+    """Build the model named by ``spec`` (in eval mode) and optionally load a state dict.
+
+    >>> load_model("torch.nn:Identity")
+    Identity()
+    """
+    from .gradient import require_torch
+
+    torch = require_torch()
+    factory = _import_target(spec)
+    if isinstance(factory, torch.nn.Module):
+        model = factory
+    elif callable(factory):
+        try:
+            model = factory()
+        except Exception as exc:
+            raise ModelError(f"calling {spec!r} failed: {type(exc).__name__}: {exc}") from exc
+    else:
+        raise ModelError(f"{spec!r} is not callable")
+    if not isinstance(model, torch.nn.Module):
+        raise ModelError(f"{spec!r} returned {type(model).__name__}, not a torch.nn.Module")
+    if weights is not None:
+        path = Path(weights)
+        if not path.is_file():
+            raise ModelError(f"weights file not found: {str(path)!r}")
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:
+            raise ModelError(f"cannot load weights {str(path)!r}: {type(exc).__name__}: {exc}") from exc
+        if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+            state = state["state_dict"]
+        if not isinstance(state, dict):
+            raise ModelError(f"weights file {str(path)!r} does not hold a state dict")
+        try:
+            model.load_state_dict(state)
+        except Exception as exc:
+            message = str(exc).strip().splitlines()[0]
+            raise ModelError(f"weights {str(path)!r} do not fit {spec!r}: {message}") from exc
+    return model.eval()
+
+
+def parse_input_size(text: str | Any, spatial_dims: int | None = None) -> tuple[int, ...]:
+    """Parse ``C,H,W`` (or ``C,L`` / ``C,D,H,W``) into positive ints.
+
+    >>> parse_input_size("3,224,224")
+    (3, 224, 224)
+    """
+    parts = text.split(",") if isinstance(text, str) else list(text)
+    try:
+        values = tuple(int(str(p).strip()) for p in parts)
+    except ValueError:
+        raise ModelError(f"input size must be comma-separated integers C,H,W, got {text!r}") from None
+    if not 2 <= len(values) <= 4 or min(values) < 1:
+        raise ModelError(
+            f"input size must be C,L (1D), C,H,W (2D) or C,D,H,W (3D) positive integers, got {text!r}"
+        )
+    if spatial_dims is not None and len(values) != spatial_dims + 1:
+        raise ModelError(
+            f"input size {text!r} has {len(values) - 1} spatial axes, the model needs {spatial_dims}"
+        )
+    return values
