@@ -25,9 +25,7 @@ def check_output_path(path: str | os.PathLike[str], suffixes: tuple[str, ...] = 
     if out.is_dir():
         raise RFMapError(f"output path is a directory, expected a file name: {str(out)!r}")
     if suffixes and out.suffix.lower() not in suffixes:
-        raise RFMapError(
-            f"output file must end in {' or '.join(suffixes)}, got {str(out)!r}"
-        )
+        raise RFMapError(f"output file must end in {' or '.join(suffixes)}, got {str(out)!r}")
     return out
 
 
@@ -35,9 +33,7 @@ def check_output_path(path: str | os.PathLike[str], suffixes: tuple[str, ...] = 
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` on success only."""
     out = check_output_path(path)
-    fd, tmp = tempfile.mkstemp(
-        prefix=f".{out.name}.", suffix=".tmp" + out.suffix, dir=out.parent
-    )
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp" + out.suffix, dir=out.parent)
     os.close(fd)
     try:
         yield Path(tmp)

@@ -8,6 +8,7 @@ Needs PyTorch (``pip install rfmap[torch]``); importing :mod:`rfmap` does not lo
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -27,7 +28,8 @@ def require_torch() -> Any:
         from .errors import RFMapError
 
         raise RFMapError(
-            "this feature needs PyTorch: pip install 'rfmap[torch]' (here: pip install torch==2.13.0)"
+            "this feature needs PyTorch: pip install 'rfmap[torch]' "
+            "(on this project's machines: pip install torch==2.13.0)"
         ) from exc
     return torch
 
@@ -52,8 +54,14 @@ def build_network(layers: Sequence[ConvLayer], dtype: Any = None) -> Any:
         elif not isinstance(padding, str):
             padding = tuple(padding)
         conv = conv_type(
-            1, 1, kernel_size=layer.kernel_size, stride=layer.stride, padding=padding,
-            dilation=layer.dilation, bias=False, padding_mode="zeros",
+            1,
+            1,
+            kernel_size=layer.kernel_size,
+            stride=layer.stride,
+            padding=padding,
+            dilation=layer.dilation,
+            bias=False,
+            padding_mode="zeros",
         )
         with torch.no_grad():
             conv.weight.fill_(1)
@@ -84,8 +92,11 @@ def autograd_path_counts(
         raise InvalidSpecError(f"unit needs {ndim} indices, got {list(unit)}")
     net = build_network(layers, dtype)
     x = torch.zeros((1, 1, *sizes), dtype=dtype, requires_grad=True)
-    out = net(x)
-    out[(0, 0, *unit)].backward()
+    with warnings.catch_warnings():
+        # PyTorch notes that 'same' with even kernels pads a copy of the input: expected.
+        warnings.filterwarnings("ignore", message="Using padding='same' with even kernel")
+        out = net(x)
+    out[(0, 0) + tuple(unit)].backward()
     assert x.grad is not None
     return x.grad[0, 0].detach().cpu().numpy()
 
@@ -103,4 +114,5 @@ def seed_gradient(dilation_rates: Sequence[int], pixels: int = 21) -> np.ndarray
     output = net(input_image)
     center_pixel = output[0, 0, pixels // 2, pixels // 2]
     center_pixel.backward()
-    return input_image.grad[0, 0].numpy()  # type: ignore[index]
+    assert input_image.grad is not None
+    return input_image.grad[0, 0].numpy()

@@ -85,8 +85,14 @@ def load_model(spec: str, weights: str | os.PathLike[str] | None = None) -> Any:
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:
-            raise ModelError(f"cannot load weights {str(path)!r}: {type(exc).__name__}: {exc}") from exc
-        if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+            raise ModelError(
+                f"cannot load weights {str(path)!r}: {type(exc).__name__}: {exc}"
+            ) from exc
+        if (
+            isinstance(state, dict)
+            and "state_dict" in state
+            and isinstance(state["state_dict"], dict)
+        ):
             state = state["state_dict"]
         if not isinstance(state, dict):
             raise ModelError(f"weights file {str(path)!r} does not hold a state dict")
@@ -108,13 +114,17 @@ def parse_input_size(text: str | Any, spatial_dims: int | None = None) -> tuple[
     try:
         values = tuple(int(str(p).strip()) for p in parts)
     except ValueError:
-        raise ModelError(f"input size must be comma-separated integers C,H,W, got {text!r}") from None
+        raise ModelError(
+            f"input size must be comma-separated integers C,H,W, got {text!r}"
+        ) from None
     if not 2 <= len(values) <= 4 or min(values) < 1:
         raise ModelError(
-            f"input size must be C,L (1D), C,H,W (2D) or C,D,H,W (3D) positive integers, got {text!r}"
+            "input size must be positive integers C,L (1D), C,H,W (2D) or C,D,H,W (3D), "
+            f"got {text!r}"
         )
     if spatial_dims is not None and len(values) != spatial_dims + 1:
         raise ModelError(
-            f"input size {text!r} has {len(values) - 1} spatial axes, the model needs {spatial_dims}"
+            f"input size {text!r} has {len(values) - 1} spatial axes, "
+            f"the model needs {spatial_dims}"
         )
     return values

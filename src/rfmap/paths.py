@@ -24,7 +24,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -33,6 +33,7 @@ from .specs import ConvLayer, ScheduleEntry, conv_stack, format_schedule, output
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
 __all__ = [
     "DEFAULT_MAX_BYTES",
@@ -67,7 +68,7 @@ def check_allocation(cells: int, bytes_per_cell: int, max_bytes: int | None, wha
     if need > limit:
         raise MapTooLargeError(
             f"{what} would have {cells:,} cells ({_format_bytes(need)}), more than the "
-            f"{_format_bytes(limit)} allowed; use a smaller size or raise max_bytes"
+            f"{_format_bytes(limit)} limit; use a smaller size"
         )
 
 
@@ -154,9 +155,10 @@ class PathMap:
     def kernel(self) -> int | list[int | list[int]]:
         """The kernel size: one int when all layers and axes agree, else one per layer."""
         per_layer = [_collapse(layer.kernel_size) for layer in self.layers]
-        if all(k == per_layer[0] and isinstance(k, int) for k in per_layer):
-            return per_layer[0]
-        return per_layer
+        first = per_layer[0]
+        if isinstance(first, int) and all(k == first for k in per_layer):
+            return first
+        return list(per_layer)
 
     @property
     def title(self) -> str:
@@ -194,7 +196,9 @@ class PathMap:
         out: dict[str, Any] = {
             "dilations": self.dilations,
             "kernel": self.kernel,
-            "size": None if self.size is None else (self.size[0] if uniform_size else list(self.size)),
+            "size": None
+            if self.size is None
+            else (self.size[0] if uniform_size else list(self.size)),
             "shape": list(self.counts.shape),
             "ndim": self.ndim,
             "unit": None if self.unit is None else list(self.unit),
@@ -206,6 +210,8 @@ class PathMap:
             "total": self.total,
         }
         if counts:
+            # Nested lists of Python ints take far more memory than the array: check first.
+            check_allocation(self.counts.size, _OBJECT_BYTES_PER_CELL + 16, None, "the JSON counts")
             out["counts"] = self.counts.tolist()
         return out
 
@@ -222,7 +228,7 @@ class PathMap:
     def _repr_png_(self) -> bytes:
         from .plot import figure_png, plot_map
 
-        return figure_png(plot_map(self).figure)
+        return figure_png(cast("Figure", plot_map(self).figure))
 
     def __repr__(self) -> str:
         size = "unbounded" if self.size is None else "x".join(map(str, self.size))
@@ -247,14 +253,14 @@ def _normalise_size(size: int | Sequence[int] | None, ndim: int) -> tuple[int, .
             raise InvalidSpecError(f"size has {len(sizes)} axes but the stack has {ndim}: {size!r}")
     else:
         raise InvalidSpecError(f"size must be a positive integer, got {size!r}")
-    if not all(isinstance(s, (int, np.integer)) and not isinstance(s, bool) and s >= 1 for s in sizes):
+    if not all(
+        isinstance(s, (int, np.integer)) and not isinstance(s, bool) and s >= 1 for s in sizes
+    ):
         raise InvalidSpecError(f"size must be a positive integer, got {size!r}")
     return tuple(int(s) for s in sizes)
 
 
-def _normalise_unit(
-    unit: int | Sequence[int] | None, out_size: tuple[int, ...]
-) -> tuple[int, ...]:
+def _normalise_unit(unit: int | Sequence[int] | None, out_size: tuple[int, ...]) -> tuple[int, ...]:
     ndim = len(out_size)
     if unit is None:
         return tuple(n // 2 for n in out_size)
@@ -269,7 +275,7 @@ def _normalise_unit(
         raise InvalidSpecError(f"unit must be integer indices, got {unit!r}")
     if len(units) != ndim:
         raise InvalidSpecError(f"unit needs {ndim} indices for a {ndim}D map, got {list(units)}")
-    for u, n in zip(units, out_size):
+    for u, n in zip(units, out_size, strict=True):
         if not isinstance(u, (int, np.integer)) or isinstance(u, bool) or not 0 <= u < n:
             raise InvalidSpecError(
                 f"unit {list(units)} is outside the output grid of shape {list(out_size)}"
@@ -319,8 +325,11 @@ def stack_path_map(
     for axis in range(ndim):
         axis_dtype = _dtype_for(bounds[axis])
         start, values = axis_counts(
-            layers, axis, None if sizes is None else sizes[axis],
-            0 if units is None else units[axis], dtype=axis_dtype,
+            layers,
+            axis,
+            None if sizes is None else sizes[axis],
+            0 if units is None else units[axis],
+            dtype=axis_dtype,
         )
         if sizes is None:
             factor, axis_origin = values, start

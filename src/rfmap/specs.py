@@ -20,7 +20,6 @@ import numbers
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Union
 
 from .errors import InvalidSpecError
 
@@ -41,9 +40,9 @@ __all__ = [
 PADDING_MODES = ("same", "valid", "causal")
 
 #: A padding: one of :data:`PADDING_MODES`, or explicit zero padding per axis (both sides).
-PaddingSpec = Union[str, tuple[int, ...]]
+PaddingSpec = str | tuple[int, ...]
 
-ScheduleEntry = Union[int, Sequence[int]]
+ScheduleEntry = int | Sequence[int]
 
 
 @dataclass(frozen=True)

@@ -44,28 +44,40 @@ def add_schedule_arguments(parser: argparse.ArgumentParser, *, positional: bool 
     """Add DILATIONS, --kernel, --ndim, --stride, --padding and --causal."""
     if positional:
         parser.add_argument(
-            "dilations", metavar="DILATIONS",
+            "dilations",
+            metavar="DILATIONS",
             help="comma-separated dilation per layer, e.g. 1,2,4; AxB gives one layer "
             "different dilations per axis (2x1)",
         )
     parser.add_argument(
-        "--kernel", "-k", default="3", metavar="K",
+        "--kernel",
+        "-k",
+        default="3",
+        metavar="K",
         help="kernel size: one for all layers, or comma-separated per layer (default 3)",
     )
     parser.add_argument(
-        "--ndim", type=int, default=None, choices=(1, 2, 3),
+        "--ndim",
+        type=int,
+        default=None,
+        choices=(1, 2, 3),
         help="number of spatial axes (default 2, or inferred from AxB values)",
     )
     parser.add_argument(
-        "--stride", default="1", metavar="S",
+        "--stride",
+        default="1",
+        metavar="S",
         help="stride: one for all layers or one per layer (default 1; >1 needs --padding)",
     )
     parser.add_argument(
-        "--padding", default=None, metavar="P",
+        "--padding",
+        default=None,
+        metavar="P",
         help="'same' (PyTorch's, default), 'valid', 'causal', or integer(s), per layer or one",
     )
     parser.add_argument(
-        "--causal", action="store_true",
+        "--causal",
+        action="store_true",
         help="causal convolutions (pad on the left only), as in TCNs and WaveNet",
     )
 
@@ -75,7 +87,9 @@ def _schedule_option(text: str, name: str) -> Any:
     return values[0] if len(values) == 1 else values
 
 
-def layers_from_args(args: argparse.Namespace, dilations: str | None = None) -> tuple[ConvLayer, ...]:
+def layers_from_args(
+    args: argparse.Namespace, dilations: str | None = None
+) -> tuple[ConvLayer, ...]:
     """Build the validated layer stack from the schedule options."""
     schedule = parse_schedule(args.dilations if dilations is None else dilations, "dilations")
     padding: Any = "same"

@@ -36,28 +36,38 @@ def register(subparsers: Any) -> None:
     formatter = argparse.RawDescriptionHelpFormatter
 
     p = subparsers.add_parser(
-        "map", help="print the exact path-count map of a schedule (text or --json)",
+        "map",
+        help="print the exact path-count map of a schedule (text or --json)",
         description="Print the exact path-count map of a dilation schedule.",
-        epilog=SCHEDULE_EPILOG, formatter_class=formatter,
+        epilog=SCHEDULE_EPILOG,
+        formatter_class=formatter,
     )
     _add_map_arguments(p)
-    p.add_argument("--json", action="store_true", help="print one JSON object (counts as exact ints)")
+    p.add_argument(
+        "--json", action="store_true", help="print one JSON object (counts as exact ints)"
+    )
     p.set_defaults(func=run_map)
 
     p = subparsers.add_parser(
-        "plot", help="draw the map of a schedule to an image file",
+        "plot",
+        help="draw the map of a schedule to an image file",
         description="Draw the exact path-count map of a schedule (PNG, SVG, PDF or JPG).",
-        epilog=SCHEDULE_EPILOG, formatter_class=formatter,
+        epilog=SCHEDULE_EPILOG,
+        formatter_class=formatter,
     )
     _add_map_arguments(p)
-    p.add_argument("--out", "-o", required=True, metavar="FILE", help="output image (.png/.svg/.pdf)")
+    p.add_argument(
+        "--out", "-o", required=True, metavar="FILE", help="output image (.png/.svg/.pdf)"
+    )
     _add_style_arguments(p)
     p.set_defaults(func=run_plot)
 
     p = subparsers.add_parser(
-        "animate", help="animate a schedule layer by layer to a GIF",
+        "animate",
+        help="animate a schedule layer by layer to a GIF",
         description="Animate a schedule growing one layer per frame (the seed notebook's GIF).",
-        epilog=SCHEDULE_EPILOG, formatter_class=formatter,
+        epilog=SCHEDULE_EPILOG,
+        formatter_class=formatter,
     )
     _add_map_arguments(p)
     p.add_argument("--out", "-o", required=True, metavar="FILE", help="output .gif")
@@ -68,7 +78,8 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=run_animate)
 
     p = subparsers.add_parser(
-        "gallery", help="write the seed notebook's six figures and its Fibonacci GIF",
+        "gallery",
+        help="write the seed notebook's six figures and its Fibonacci GIF",
         description=(
             "Write the seed notebook's figures: dilations (1,1,1), (2,2,2), (2,2,2,2), (1,2,4), "
             "(1,1,2), (1,1,2,3,5) at 21x21 (3x3 in, 150 dpi, Blues) as PNG, and the animation "
@@ -83,23 +94,34 @@ def register(subparsers: Any) -> None:
 def _add_map_arguments(p: argparse.ArgumentParser) -> None:
     add_schedule_arguments(p)
     p.add_argument(
-        "--size", "-n", default="21", metavar="N",
+        "--size",
+        "-n",
+        default="21",
+        metavar="N",
         help="input size per axis: N, or H,W for non-square; 'none' = unbounded (default 21)",
     )
     p.add_argument(
-        "--unit", "-u", default=None, metavar="I,J",
+        "--unit",
+        "-u",
+        default=None,
+        metavar="I,J",
         help="output unit, one index per axis (default: the centre of the output)",
     )
 
 
 def _add_style_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
-        "--scale", choices=("auto", "linear", "log"), default="auto",
+        "--scale",
+        choices=("auto", "linear", "log"),
+        default="auto",
         help="colour scale; auto = log when counts span over 3 decades (default auto)",
     )
     group = p.add_mutually_exclusive_group()
     group.add_argument(
-        "--annotate", dest="annotate", action="store_true", default=None,
+        "--annotate",
+        dest="annotate",
+        action="store_true",
+        default=None,
         help="write the counts into the cells (default: only for maps up to 15 cells wide)",
     )
     group.add_argument("--no-annotate", dest="annotate", action="store_false")
@@ -129,13 +151,35 @@ def format_summary(pmap: PathMap) -> str:
         pmap.title,
         f"  kernel {pmap.kernel}, {pmap.ndim}D, input {size}"
         + ("" if pmap.unit is None else f", output unit {tuple(pmap.unit)}"),
+        *_geometry_lines(pmap),
         f"  receptive field: {' x '.join(map(str, pmap.receptive_field))}",
         f"  support: {pmap.support} cells   max: {pmap.max}   total paths: {pmap.total}",
     ]
     table = format_counts(pmap.counts)
     if table:
+        if pmap.size is None:
+            spans = [
+                f"{o}..{o + n - 1}" for o, n in zip(pmap.origin, pmap.counts.shape, strict=True)
+            ]
+            lines.append(f"  offsets from the unit: {', '.join(spans)}")
         lines += ["", table]
     return "\n".join(lines)
+
+
+def _geometry_lines(pmap: PathMap) -> list[str]:
+    """Strides and paddings, when they are not the notebook's (1 and 'same')."""
+    strides = [_compact(layer.stride) for layer in pmap.layers]
+    paddings = [
+        layer.padding if isinstance(layer.padding, str) else _compact(layer.padding)
+        for layer in pmap.layers
+    ]
+    if all(s == "1" for s in strides) and all(p == "same" for p in paddings):
+        return []
+    return [f"  strides ({', '.join(strides)}), padding ({', '.join(map(str, paddings))})"]
+
+
+def _compact(values: tuple[int, ...]) -> str:
+    return str(values[0]) if len(set(values)) == 1 else "x".join(map(str, values))
 
 
 def format_counts(counts: np.ndarray, max_width: int = 160) -> str:
@@ -162,7 +206,9 @@ def run_map(args: argparse.Namespace) -> int:
 
 def _style(args: argparse.Namespace) -> dict[str, Any]:
     return {
-        "scale": args.scale, "annotate": args.annotate, "cmap": args.cmap,
+        "scale": args.scale,
+        "annotate": args.annotate,
+        "cmap": args.cmap,
         **({"title": args.title} if args.title is not None else {}),
     }
 
@@ -210,8 +256,14 @@ def run_animate(args: argparse.Namespace) -> int:
         raise CLIError(f"--seconds must be between 0.02 and 60, got {args.seconds}")
     pmap = _compute(args)  # validates the whole schedule before drawing any frame
     animate_schedule(
-        pmap.layers, pmap.size, args.out, unit=pmap.unit, seconds_per_frame=args.seconds,
-        figsize=_figsize(args), dpi=args.dpi, **_style(args),
+        pmap.layers,
+        pmap.size,
+        args.out,
+        unit=pmap.unit,
+        seconds_per_frame=args.seconds,
+        figsize=_figsize(args),
+        dpi=args.dpi,
+        **_style(args),
     )
     print(f"wrote {args.out} ({len(pmap.layers)} frames)")
     return 0

@@ -12,7 +12,7 @@ import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -106,8 +106,11 @@ def _title(pmap: PathMap) -> str:
     title = pmap.title
     kernel = pmap.kernel
     if kernel != 3:
-        title += f", kernel {kernel}" if isinstance(kernel, int) else ", kernels " + ",".join(
-            "x".join(map(str, k)) if isinstance(k, list) else str(k) for k in kernel
+        title += (
+            f", kernel {kernel}"
+            if isinstance(kernel, int)
+            else ", kernels "
+            + ",".join("x".join(map(str, k)) if isinstance(k, list) else str(k) for k in kernel)
         )
     return title
 
@@ -115,7 +118,7 @@ def _title(pmap: PathMap) -> str:
 def _annotate(ax: Axes, counts: np.ndarray, values: np.ndarray, vmax: float, cmap: Any) -> None:
     """Write the exact counts into the cells, in black or white by background."""
     rows, cols = counts.shape
-    cell_points = ax.figure.get_figwidth() * 72 * 0.8 / max(rows, cols)
+    cell_points = cast("Figure", ax.figure).get_figwidth() * 72 * 0.8 / max(rows, cols)
     digits = max(len(str(int(v))) for v in counts.flat)
     fontsize = min(9.0, cell_points * 1.5 / max(digits, 2))
     for (i, j), v in np.ndenumerate(values):
@@ -123,7 +126,12 @@ def _annotate(ax: Axes, counts: np.ndarray, values: np.ndarray, vmax: float, cma
             continue
         shade = v / vmax if vmax else 0
         ax.text(
-            j, i, str(counts[i, j]), ha="center", va="center", fontsize=fontsize,
+            j,
+            i,
+            str(counts[i, j]),
+            ha="center",
+            va="center",
+            fontsize=fontsize,
             color="white" if shade > 0.6 else "black",
         )
 
@@ -221,8 +229,11 @@ def _image(ax: Axes, values: np.ndarray, scale: Scale, cmap: str, norm: Any, ext
     import matplotlib as mpl
 
     _integer_ticks(ax)
-    colormap = mpl.colormaps[cmap].copy()
-    colormap.set_bad(colormap(0.0))
+    try:
+        base = mpl.colormaps[cmap]
+    except KeyError:
+        raise RFMapError(f"unknown colormap {cmap!r}; try Blues, viridis or magma") from None
+    colormap = base.with_extremes(bad=base(0.0))
     shown = np.ma.masked_less_equal(values, 0) if scale is Scale.LOG else values
     return ax.imshow(shown, cmap=colormap, norm=norm, interpolation="none", extent=extent)
 
@@ -235,8 +246,15 @@ def _extent(pmap: PathMap, rows: int, cols: int) -> Any:
 
 
 def _plot_2d(
-    ax: Axes, pmap: PathMap, values: np.ndarray, scale: Scale, annotate: bool | None,
-    cmap: str, colorbar: bool, title: str, vmax: float | None,
+    ax: Axes,
+    pmap: PathMap,
+    values: np.ndarray,
+    scale: Scale,
+    annotate: bool | None,
+    cmap: str,
+    colorbar: bool,
+    title: str,
+    vmax: float | None,
 ) -> None:
     norm = _norm(values, scale, vmax)
     image = _image(ax, values, scale, cmap, norm, _extent(pmap, *values.shape))
@@ -248,7 +266,18 @@ def _plot_2d(
         _annotate(ax, pmap.counts, values, float(norm.vmax), image.cmap)
     if colorbar:
         cbar = ax.figure.colorbar(image, ax=ax, fraction=0.046, pad=0.04, shrink=0.9)
-        cbar.ax.tick_params(labelsize="small")
+        _style_colorbar(cbar, scale)
+
+
+def _style_colorbar(cbar: Any, scale: Scale) -> None:
+    """Small labels; whole-number ticks on a linear scale (the counts are integers)."""
+    from matplotlib.ticker import MaxNLocator
+
+    if scale is Scale.LINEAR:
+        cbar.locator = MaxNLocator(integer=True)
+        cbar.update_ticks()
+    cbar.ax.tick_params(labelsize="small")
+    cbar.set_label("paths", fontsize="small")
 
 
 def _slice_indices(pmap: PathMap) -> list[int]:
@@ -261,8 +290,14 @@ def _slice_indices(pmap: PathMap) -> list[int]:
 
 
 def _plot_3d(
-    ax: Axes, pmap: PathMap, values: np.ndarray, scale: Scale, cmap: str, colorbar: bool,
-    title: str, vmax: float | None,
+    ax: Axes,
+    pmap: PathMap,
+    values: np.ndarray,
+    scale: Scale,
+    cmap: str,
+    colorbar: bool,
+    title: str,
+    vmax: float | None,
 ) -> Axes:
     """Replace ``ax`` by a grid of slices; return the first slice's axes."""
     fig = ax.figure
@@ -286,7 +321,7 @@ def _plot_3d(
         axes.append(sub)
     fig.suptitle(title)
     if colorbar and image is not None:
-        fig.colorbar(image, ax=axes, fraction=0.046, pad=0.04, shrink=0.9)
+        _style_colorbar(fig.colorbar(image, ax=axes, fraction=0.046, pad=0.04, shrink=0.9), scale)
     return axes[0]
 
 
@@ -301,7 +336,9 @@ def save_figure(fig: Figure, path: str | os.PathLike[str], dpi: int | None = Non
     """Save a figure atomically; the format follows the suffix (png, svg, pdf, jpg)."""
     out = check_output_path(path, FIGURE_SUFFIXES)
     buffer = io.BytesIO()
-    fig.savefig(buffer, format=out.suffix.lstrip(".").lower(), dpi=dpi or fig.dpi, facecolor="white")
+    fig.savefig(
+        buffer, format=out.suffix.lstrip(".").lower(), dpi=dpi or fig.dpi, facecolor="white"
+    )
     return atomic_write_bytes(out, buffer.getvalue())
 
 
@@ -361,8 +398,13 @@ def save_gif(
     images = [Image.fromarray(frame) for frame in frames]
     with atomic_path(path) as tmp:
         images[0].save(
-            tmp, format="GIF", save_all=True, append_images=images[1:],
-            duration=int(round(seconds_per_frame * 1000)), loop=0, disposal=1,
+            tmp,
+            format="GIF",
+            save_all=True,
+            append_images=images[1:],
+            duration=round(seconds_per_frame * 1000),
+            loop=0,
+            disposal=1,
         )
     return Path(path)
 
@@ -405,8 +447,12 @@ def gallery(out_dir: str | os.PathLike[str], size: int = 21) -> list[Path]:
         written.append(save_figure(fig, out / f"{_schedule_name(schedule)}.png"))
     written.append(
         animate_schedule(
-            conv_stack(list(FIBONACCI)), size, out / "fibonacci.gif",
-            figsize=SEED_FIGSIZE, scale=Scale.LINEAR, annotate=False,
+            conv_stack(list(FIBONACCI)),
+            size,
+            out / "fibonacci.gif",
+            figsize=SEED_FIGSIZE,
+            scale=Scale.LINEAR,
+            annotate=False,
         )
     )
     return written

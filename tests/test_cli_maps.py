@@ -1,0 +1,175 @@
+"""``rfmap map/plot/animate/gallery``: the JSON contract, text output, and every bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from rfmap import path_map
+from rfmap.cli import main
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_map_json_contract(capsys):
+    code, out, err = run(capsys, "map", "1,2,4", "--size", "21", "--json")
+    assert code == 0 and err == ""
+    data = json.loads(out)
+    expected = path_map([1, 2, 4], size=21)
+    assert data["counts"] == expected.counts.tolist()
+    assert data["dilations"] == [1, 2, 4]
+    assert data["kernel"] == 3 and data["size"] == 21 and data["ndim"] == 2
+    assert data["unit"] == [10, 10]
+    assert data["receptive_field"] == [15, 15]
+    assert data["support"] == 225 and data["max"] == 9 and data["total"] == 729
+
+
+def test_map_json_options(capsys):
+    code, out, _ = run(
+        capsys,
+        "map",
+        "1,2",
+        "--size",
+        "9",
+        "--kernel",
+        "2,4",
+        "--ndim",
+        "1",
+        "--unit",
+        "3",
+        "--json",
+    )
+    data = json.loads(out)
+    assert code == 0
+    assert data["counts"] == path_map([1, 2], 9, [2, 4], ndim=1, unit=3).counts.tolist()
+    assert data["kernel"] == [2, 4] and data["unit"] == [3]
+
+
+def test_map_json_big_integers_are_exact(capsys):
+    code, out, _ = run(capsys, "map", ",".join(["1"] * 20), "--size", "41", "--json")
+    data = json.loads(out)
+    assert code == 0
+    assert data["total"] == 9**20
+    assert data["counts"][20][20] == path_map([1] * 20, size=41).counts[20, 20]
+
+
+def test_map_3d_and_unbounded(capsys):
+    code, out, _ = run(capsys, "map", "1,2", "--ndim", "3", "--size", "7", "--json")
+    assert code == 0 and len(json.loads(out)["counts"][0][0]) == 7
+    code, out, _ = run(capsys, "map", "1,2", "--ndim", "1", "--size", "none", "--json")
+    data = json.loads(out)
+    assert data["size"] is None and data["counts"] == [1, 1, 2, 1, 2, 1, 1]
+
+
+def test_map_text_summary_shows_small_maps(capsys):
+    code, out, _ = run(capsys, "map", "2", "--size", "5")
+    assert code == 0
+    assert "Dilation rates: (2)" in out and "receptive field: 5 x 5" in out
+    assert "1 . 1 . 1" in out
+
+
+def test_map_text_summary_omits_large_maps(capsys):
+    code, out, _ = run(capsys, "map", "1,2", "--size", "301")
+    assert code == 0 and "total paths: 81" in out and len(out.splitlines()) == 4
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["map", "1,0"], "dilations must be positive integers"),
+        (["map", "1,-2"], "dilations must be positive integers"),
+        (["map", "1.5"], "dilations must be comma-separated integers"),
+        (["map", ""], "at least one layer"),
+        (["map", "1", "--size", "0"], "size must be a positive integer"),
+        (["map", "1", "--size", "abc"], "size must be comma-separated integers"),
+        (["map", "1", "--kernel", "0"], "kernel_size must be positive"),
+        (["map", "1", "--ndim", "4"], "invalid choice"),
+        (["map", "1", "--unit", "21,3"], "outside the output grid"),
+        (["map", "1", "--unit", "3"], "unit needs 2 indices"),
+        (["map", "1,2", "--kernel", "3,3,3"], "3 entries but the schedule has 2"),
+        (["map", "1", "--bogus"], "unrecognized arguments: --bogus"),
+        (["map", "1", "--size", "100000", "--json"], "cells"),
+        (["map", "1", "--stride", "2"], "needs stride 1"),
+        (["map", "1", "--causal", "--padding", "1"], "contradict"),
+        (["frobnicate"], "invalid choice"),
+        (["map"], "required: DILATIONS"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(capsys, argv, message):
+    code, out, err = run(capsys, *argv)
+    assert code == 2
+    assert out == ""
+    assert err.count("\n") == 1 and err.startswith("rfmap: error: ")
+    assert message in err
+
+
+def test_missing_output_directory_writes_nothing(capsys, tmp_path):
+    target = tmp_path / "missing" / "map.png"
+    code, _, err = run(capsys, "plot", "1,2", "--out", str(target))
+    assert code == 2 and "output directory does not exist" in err
+    assert not (tmp_path / "missing").exists()
+    code, _, err = run(capsys, "gallery", "--out", str(tmp_path / "a" / "b"))
+    assert code == 2 and "does not exist" in err
+
+
+def test_bad_suffix_and_too_large_map_write_nothing(capsys, tmp_path):
+    code, _, err = run(capsys, "plot", "1", "--out", str(tmp_path / "map.txt"))
+    assert code == 2 and ".png" in err
+    code, _, err = run(capsys, "plot", "1", "--size", "90000", "--out", str(tmp_path / "m.png"))
+    assert code == 2 and "GiB" in err
+    code, _, err = run(capsys, "animate", "1,0", "--out", str(tmp_path / "m.gif"))
+    assert code == 2
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_plot_and_animate_write_files(capsys, tmp_path):
+    from PIL import Image
+
+    code, out, _ = run(capsys, "plot", "1,2,4", "--size", "15", "--out", str(tmp_path / "m.png"))
+    assert code == 0 and "wrote" in out
+    with Image.open(tmp_path / "m.png") as image:
+        assert image.size == (450, 450)
+    code, out, _ = run(
+        capsys,
+        "animate",
+        "1,1,2",
+        "--size",
+        "15",
+        "--out",
+        str(tmp_path / "m.gif"),
+        "--seconds",
+        "0.5",
+    )
+    assert code == 0 and "3 frames" in out
+    with Image.open(tmp_path / "m.gif") as gif:
+        assert gif.n_frames == 3 and gif.info["duration"] == 500
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.gif", "m.png"]
+
+
+def test_python_dash_m_and_console_script(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "rfmap", "map", "1,1", "--size", "3", "--ndim", "1", "--json"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert json.loads(result.stdout)["counts"] == [2, 3, 2]
+    bad = subprocess.run(
+        [sys.executable, "-m", "rfmap", "map", "0"], capture_output=True, text=True
+    )
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr and bad.stderr.count("\n") == 1
+
+
+def test_help_explains_each_command(capsys):
+    for command in ("map", "plot", "animate", "gallery"):
+        with pytest.raises(SystemExit) as exit_info:
+            main([command, "--help"])
+        assert exit_info.value.code == 0
+        assert "usage: rfmap " + command in capsys.readouterr().out

@@ -1,0 +1,158 @@
+"""Figures: the seed gallery, the maps' drawings, animations, Jupyter display."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from rfmap import RFMapError, conv_stack, path_map
+from rfmap.plot import (
+    FIBONACCI,
+    GALLERY_SCHEDULES,
+    Scale,
+    animate_schedule,
+    animation_frames,
+    gallery,
+    new_figure,
+    plot_map,
+    save_figure,
+)
+
+
+def test_gallery_writes_the_notebooks_figures(tmp_path):
+    written = gallery(tmp_path)
+    names = sorted(p.name for p in written)
+    assert names == sorted(
+        ["dilation_" + "_".join(map(str, s)) + ".png" for s in GALLERY_SCHEDULES]
+        + ["fibonacci.gif"]
+    )
+    for schedule in GALLERY_SCHEDULES:
+        with Image.open(tmp_path / ("dilation_" + "_".join(map(str, schedule)) + ".png")) as image:
+            assert image.size == (450, 450)  # 3x3 inches at 150 dpi
+            assert image.info["dpi"] == pytest.approx(
+                (150, 150), abs=0.05
+            )  # PNG stores dots per metre
+    with Image.open(tmp_path / "fibonacci.gif") as gif:
+        assert gif.n_frames == len(FIBONACCI)
+        assert gif.info["loop"] == 0
+        durations = []
+        for frame in range(gif.n_frames):
+            gif.seek(frame)
+            durations.append(gif.info["duration"])
+            assert gif.size == (450, 450)
+        assert durations == [1000] * len(FIBONACCI)
+
+
+def test_gallery_refuses_a_file_as_directory(tmp_path):
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(RFMapError, match="not a directory"):
+        gallery(tmp_path / "f")
+
+
+def test_image_shows_the_exact_counts_with_title_and_colorbar():
+    pmap = path_map([1, 1, 2], size=21)
+    ax = plot_map(pmap, scale="linear")
+    assert ax.get_title() == "Dilation rates: (1, 1, 2)"
+    assert (np.asarray(ax.images[0].get_array()) == pmap.counts).all()
+    assert ax.images[0].get_cmap().name.startswith("Blues")
+    assert len(ax.figure.axes) == 2  # the map and its colourbar
+
+
+def test_small_maps_are_annotated_with_counts():
+    pmap = path_map([1, 2], size=7)
+    ax = plot_map(pmap)
+    texts = sorted(int(t.get_text()) for t in ax.texts)
+    assert texts == sorted(int(v) for v in pmap.counts.ravel() if v)
+    assert not plot_map(path_map([1, 2], size=21)).texts
+    assert not plot_map(pmap, annotate=False).texts
+
+
+def test_log_scale_for_large_counts():
+    from matplotlib.colors import LogNorm, Normalize
+
+    big = path_map([1] * 12, size=41)
+    assert isinstance(plot_map(big).images[0].norm, LogNorm)  # auto: spans > 3 decades
+    assert not isinstance(plot_map(big, scale=Scale.LINEAR).images[0].norm, LogNorm)
+    small = path_map([1, 1], size=9)
+    assert type(plot_map(small).images[0].norm) is Normalize
+    with pytest.raises(RFMapError, match="scale must be one of auto, linear, log"):
+        plot_map(small, scale="cubic")
+
+
+def test_python_int_maps_can_be_drawn():
+    huge = path_map([1] * 20, size=41)
+    assert huge.counts.dtype == object
+    ax = plot_map(huge)
+    assert np.asarray(ax.images[0].get_array()).max() == pytest.approx(float(huge.max))
+
+
+def test_1d_map_is_a_bar_plot_with_holes_marked():
+    pmap = path_map([2, 2], size=15, ndim=1)
+    ax = plot_map(pmap)
+    heights = [patch.get_height() for patch in ax.patches]
+    assert heights == pmap.counts.tolist()
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["holes"]
+
+
+def test_3d_map_is_drawn_as_slices():
+    pmap = path_map([1, 2], size=9, ndim=3)
+    ax = plot_map(pmap)
+    images = [a for a in ax.figure.axes if a.images]
+    nonempty = int(np.count_nonzero(pmap.factors[0]))
+    assert len(images) == nonempty
+    assert ax.figure.get_suptitle() == "Dilation rates: (1, 2)"
+
+
+def test_vmax_shares_a_colour_scale():
+    ax = plot_map(path_map([1], size=5), vmax=10)
+    assert ax.images[0].norm.vmax == 10
+
+
+def test_unknown_colormap_is_a_clear_error():
+    with pytest.raises(RFMapError, match="unknown colormap"):
+        plot_map(path_map([1], size=5), cmap="Bluez")
+
+
+def test_drawing_leaves_no_pyplot_state():
+    plot_map(path_map([1, 2], size=9))
+    pyplot = sys.modules.get("matplotlib.pyplot")
+    assert pyplot is None or pyplot.get_fignums() == []
+
+
+def test_jupyter_display_is_the_figure():
+    png = path_map([1, 2], size=9)._repr_png_()
+    assert png.startswith(b"\x89PNG\r\n\x1a\n")
+
+
+def test_save_figure_checks_suffix_and_directory(tmp_path):
+    fig = new_figure()
+    with pytest.raises(RFMapError, match="must end in"):
+        save_figure(fig, tmp_path / "x.bmp")
+    with pytest.raises(RFMapError, match="does not exist"):
+        save_figure(fig, tmp_path / "no" / "x.png")
+    save_figure(fig, tmp_path / "x.svg")
+    assert (tmp_path / "x.svg").read_text().lstrip().startswith("<?xml")
+
+
+def test_animation_frames_grow_layer_by_layer_and_line_up():
+    layers = conv_stack([1, 2, 4], ndim=1)
+    frames = animation_frames(layers, None)
+    assert len(frames) == 3
+    assert len({frame.shape for frame in frames}) == 1
+    assert not np.array_equal(frames[0], frames[2])
+
+
+def test_animate_schedule_is_atomic(tmp_path, monkeypatch):
+    target = tmp_path / "a.gif"
+    from PIL import Image as PILImage
+
+    def explode(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(PILImage.Image, "save", explode)
+    with pytest.raises(RuntimeError, match="disk full"):
+        animate_schedule(conv_stack([1, 2]), 9, target)
+    assert list(tmp_path.iterdir()) == []
