@@ -397,7 +397,7 @@ def path_map(
 
     >>> m = path_map([1, 2, 4], size=21)
     >>> m.receptive_field, m.max, m.total
-    ((15, 15), 1, 729)
+    ((15, 15), 9, 729)
     """
     if ndim is None and isinstance(size, Sequence) and not isinstance(size, str):
         ndim = len(size)
