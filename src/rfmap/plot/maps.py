@@ -365,7 +365,7 @@ def animation_frames(
     full = stack_path_map(layers, size, unit)
     # A stride-1 stack keeps the output grid, so the unit means the same in every frame.
     same_grid = all(s == 1 for layer in layers for s in layer.stride)
-    frames = []
+    figures = []
     for depth in range(1, len(layers) + 1):
         partial_unit = unit if same_grid or depth == len(layers) else None
         pmap = stack_path_map(layers[:depth], size, partial_unit)
@@ -373,8 +373,22 @@ def animation_frames(
         ax = plot_map(pmap, fig.add_subplot(), **plot_kwargs)
         if size is None and full.ndim <= 2:
             _match_limits(ax, full)
-        frames.append(_frame_rgb(fig))
-    return frames
+        figures.append(fig)
+    _freeze_layout(figures)
+    return [_frame_rgb(fig) for fig in figures]
+
+
+def _freeze_layout(figures: Sequence[Figure]) -> None:
+    """Give every frame the last frame's axes positions, so nothing jumps in the GIF."""
+    last = figures[-1]
+    last.canvas.draw()
+    positions = [a.get_position() for a in last.axes]
+    for fig in figures[:-1]:
+        if len(fig.axes) != len(positions):
+            continue  # a 3D frame with another number of slices keeps its own layout
+        fig.set_layout_engine("none")
+        for axes, position in zip(fig.axes, positions, strict=True):
+            axes.set_position(position)
 
 
 def _match_limits(ax: Axes, full: PathMap) -> None:
