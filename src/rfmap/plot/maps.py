@@ -56,6 +56,9 @@ GALLERY_SCHEDULES: tuple[tuple[int, ...], ...] = (
 #: The seed notebook's animation: the Fibonacci schedule, one layer more per frame.
 FIBONACCI = (1, 1, 2, 3, 5)
 
+#: Where the colour scale of non-zero counts starts in the colormap (0 = the background).
+HOLE_CONTRAST = 0.15
+
 SEED_FIGSIZE = (3.0, 3.0)
 SEED_DPI = 150
 FIGURE_SUFFIXES = (".png", ".svg", ".pdf", ".jpg", ".jpeg")
@@ -233,9 +236,20 @@ def _image(ax: Axes, values: np.ndarray, scale: Scale, cmap: str, norm: Any, ext
         base = mpl.colormaps[cmap]
     except KeyError:
         raise RFMapError(f"unknown colormap {cmap!r}; try Blues, viridis or magma") from None
-    colormap = base.with_extremes(bad=base(0.0))
-    shown = np.ma.masked_less_equal(values, 0) if scale is Scale.LOG else values
+    colormap = path_colormap(base)
+    shown = np.ma.masked_less_equal(values, 0)
     return ax.imshow(shown, cmap=colormap, norm=norm, interpolation="none", extent=extent)
+
+
+def path_colormap(base: Any) -> Any:
+    """``base`` for counts >= 1, starting at 15 % so one path never looks like a hole.
+
+    Cells without a path (masked) get the colormap's lightest colour: the background.
+    """
+    from matplotlib.colors import ListedColormap
+
+    colours = base(np.linspace(HOLE_CONTRAST, 1.0, 256))
+    return ListedColormap(colours, name=f"{base.name} (paths)").with_extremes(bad=base(0.0))
 
 
 def _extent(pmap: PathMap, rows: int, cols: int) -> Any:
