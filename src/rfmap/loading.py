@@ -110,10 +110,10 @@ def parse_input_size(text: str | Any, spatial_dims: int | None = None) -> tuple[
     >>> parse_input_size("3,224,224")
     (3, 224, 224)
     """
-    parts = text.split(",") if isinstance(text, str) else list(text)
     try:
+        parts = text.split(",") if isinstance(text, str) else list(text)
         values = tuple(int(str(p).strip()) for p in parts)
-    except ValueError:
+    except (TypeError, ValueError):
         raise ModelError(
             f"input size must be comma-separated integers C,H,W, got {text!r}"
         ) from None

@@ -1,7 +1,159 @@
-"""Placeholder: `rfmap model` is being written."""
+"""``rfmap model``: the receptive field of any PyTorch model, per layer."""
 
+from __future__ import annotations
+
+import argparse
 from typing import Any
+
+from ._common import CLIError, parse_unit, print_json
+
+EPILOG = """\
+SPEC is 'package.module:callable' (called with no arguments, e.g.
+torchvision.models:resnet50) or 'path/to/file.py:callable'; --weights loads a state dict
+with torch.load(weights_only=True).  The model is traced with torch.fx and analysed
+exactly (residual additions, concatenations, strides, dilation, padding, pooling,
+upsampling...); an op that cannot be derived is measured with the gradient instead, and
+the report says which.  Receptive field, stride (jump) and padding are per spatial axis:
+output unit u reads input positions [u*stride - padding, u*stride - padding + RF).
+
+examples:
+  rfmap model torchvision.models:resnet50 --input-size 3,224,224
+  rfmap model torchvision.models:vgg16 --input-size 3,224,224 --layer features.16
+  rfmap model torchvision.models:resnet18 --input-size 3,64,64 --layer layer2 --unit 0,3
+  rfmap model my_net.py:build --input-size 1,16000 --json
+  rfmap model torchvision.models:alexnet --input-size 3,128,128 --layer features --measure
+
+exit status: 0 ok; 1 with --measure when the gradient disagrees with the analysis;
+2 on an error (bad SPEC, input size, layer or unit; a model that cannot run).
+"""
 
 
 def register(subparsers: Any) -> None:
-    """Register nothing yet."""
+    """Register ``rfmap model``."""
+    p = subparsers.add_parser(
+        "model",
+        help="receptive field of a PyTorch model, per layer (torch.fx, checked by gradient)",
+        description=(
+            "Receptive field, stride, padding and alignment of a PyTorch model's output "
+            "or of any intermediate layer, with a per-layer table."
+        ),
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("spec", metavar="SPEC", help="package.module:callable or file.py:callable")
+    p.add_argument(
+        "--input-size",
+        "-s",
+        required=True,
+        metavar="C,H,W",
+        help="input size without the batch: C,L (1D), C,H,W (2D) or C,D,H,W (3D)",
+    )
+    p.add_argument(
+        "--layer",
+        "-l",
+        default=None,
+        metavar="NODE",
+        help="a torch.fx node (layer1_0_conv1) or module name (layer1.0); default: the output",
+    )
+    p.add_argument(
+        "--unit",
+        "-u",
+        default=None,
+        metavar="I,J",
+        help="also print the input box of this unit of the layer (clipped and unclipped)",
+    )
+    p.add_argument(
+        "--measure",
+        action="store_true",
+        help="check the analysis against the gradient of the real model for the unit "
+        "(default: the centre unit); exit 1 if they disagree",
+    )
+    p.add_argument(
+        "--method",
+        choices=("auto", "analytic", "measure"),
+        default="auto",
+        help="auto: derive, measure only unsupported ops (default); analytic: fail on them; "
+        "measure: the gradient for the whole model",
+    )
+    p.add_argument("--weights", "-w", default=None, metavar="FILE", help="a state dict to load")
+    p.add_argument(
+        "--all", action="store_true", help="show every node, not only those that change the RF"
+    )
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=run_model)
+
+
+def _spatial_dims(model: Any) -> int | None:
+    """The number of spatial axes of the first convolution or pool, if any."""
+    import torch
+
+    nn = torch.nn
+    kinds = {
+        1: (nn.Conv1d, nn.ConvTranspose1d, nn.MaxPool1d, nn.AvgPool1d),
+        2: (nn.Conv2d, nn.ConvTranspose2d, nn.MaxPool2d, nn.AvgPool2d),
+        3: (nn.Conv3d, nn.ConvTranspose3d, nn.MaxPool3d, nn.AvgPool3d),
+    }
+    for module in model.modules():
+        for ndim, types in kinds.items():
+            if isinstance(module, types):
+                return ndim
+    return None
+
+
+def run_model(args: argparse.Namespace) -> int:
+    from ..loading import load_model, parse_input_size
+    from ..receptive import _normalise_unit, format_table
+    from ..trace import model_rf
+
+    parse_input_size(args.input_size)  # check the syntax before importing the model
+    unit = parse_unit(args.unit)
+    model = load_model(args.spec, args.weights)
+    size = parse_input_size(args.input_size, _spatial_dims(model))
+    result = model_rf(model, size, args.layer, method=args.method)
+    spatial = any(n > 1 for n in result.grid)
+    if unit is not None and not spatial:
+        raise CLIError(f"--unit: {result.node!r} has no spatial grid (it reads the whole input)")
+    out = result.to_dict()
+    lines = [format_table(result, all_rows=args.all)]
+    code = 0
+    if unit is not None or args.measure:
+        chosen = _normalise_unit(unit, result.grid, result.node)
+        box = [list(b) for b in result.input_box(chosen)]
+        info: dict[str, Any] = {"unit": list(chosen), "box": box}
+        text = f"unit {chosen} reads input box {_fmt_box(box)}"
+        if result.method != "measured":
+            info["unclipped_box"] = [list(b) for b in result.input_box(chosen, clip=False)]
+            text += f" (unclipped: {_fmt_box(info['unclipped_box'])})"
+        out["unit"] = info
+        lines += ["", text]
+        if args.measure:
+            from ..measure import measure_rf
+
+            measured = measure_rf(model, size, chosen if spatial else None, layer=args.layer)
+            got = [list(b) for b in measured.box]
+            match = got == box
+            out["measured"] = {
+                "unit": list(chosen),
+                "box": got,
+                "analytic_box": box,
+                "match": match,
+            }
+            verdict = "matches" if match else "DIFFERS from"
+            lines += [
+                "",
+                f"gradient check, unit {chosen}: measured box {_fmt_box(got)} {verdict} "
+                f"the analytic box {_fmt_box(box)}",
+            ]
+            code = 0 if match else 1
+    if args.json:
+        print_json(out)
+    else:
+        print("\n".join(lines))
+    return code
+
+
+def _fmt_box(box: list[list[int]]) -> str:
+    return " x ".join(f"[{a}, {b})" for a, b in box)
+
+
+__all__ = ["register", "run_model"]

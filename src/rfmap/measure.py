@@ -1,0 +1,698 @@
+"""Receptive fields measured with the gradient: the seed notebook's method, made robust.
+
+:func:`measure_rf` backpropagates one output unit of a real model to its input and
+reports where the gradient is non-zero.  A plain gradient can miss input positions:
+ReLUs that are off, ReLU6 that saturate, max-pools that pass one element per window,
+normalisations and weights whose contributions cancel.  So the model is measured on a
+*linearised copy*: float64, every floating parameter positive (``1/fan_in`` for
+weights, 1 for the rest), activations, dropout and normalisations replaced by the
+identity, max-pools by window sums with the same geometry (so every window element is
+counted), and a positive input.  All Jacobian entries are then sums of products of
+positive numbers, so a position has a non-zero gradient exactly when some path links
+it to the unit.  The user's model is never modified (the copy is a deepcopy).
+
+This is the independent check of :mod:`rfmap.trace`, and its fallback for operations
+and models that cannot be analysed.  Needs PyTorch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import math
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Any
+
+import numpy as np
+
+from .errors import InvalidSpecError, ModelError, RFMapError
+from .gradient import require_torch
+from .loading import parse_input_size
+from .receptive import Jump, LayerRF, ReceptiveField, _jump, _normalise_unit
+
+__all__ = [
+    "LINEARISED_OPS",
+    "MeasuredRF",
+    "linearised",
+    "linearised_copy",
+    "measure_boxes",
+    "measure_model_rf",
+    "measure_rf",
+    "measure_windows",
+]
+
+#: The input value fed to linearised copies (any positive value works).
+_INPUT_VALUE = 1.0
+
+
+def _words(text: str) -> frozenset[str]:
+    return frozenset(text.split())
+
+
+#: Functions, methods and modules' functional forms that a linearised forward pass
+#: replaces by the identity: activations, dropout and normalisations.
+LINEARISED_OPS = _words(
+    """
+    relu relu_ relu6 hardtanh hardtanh_ leaky_relu leaky_relu_ elu elu_ selu selu_ celu
+    celu_ gelu silu silu_ mish hardswish hardswish_ hardsigmoid hardsigmoid_ sigmoid
+    sigmoid_ tanh tanh_ softplus softsign prelu rrelu rrelu_ logsigmoid threshold
+    threshold_ clamp clamp_ clip clip_ clamp_min clamp_min_ clamp_max clamp_max_ dropout
+    dropout_ dropout1d dropout2d dropout3d alpha_dropout feature_alpha_dropout batch_norm
+    layer_norm group_norm instance_norm local_response_norm rms_norm normalize tanhshrink
+    hardshrink softshrink
+    """
+)
+
+
+# -- linearisation ----------------------------------------------------------------------
+
+
+def per_axis(value: Any, n: int, default: Any = None) -> tuple[int, ...]:
+    """An int or a per-axis sequence (length 1 broadcasts) as ``n`` ints.
+
+    >>> per_axis(3, 2), per_axis([2], 3), per_axis(None, 2, default=(1, 4))
+    ((3, 3), (2, 2, 2), (1, 4))
+    """
+    if value is None or (isinstance(value, (list, tuple)) and len(value) == 0):
+        value = default
+    if isinstance(value, (list, tuple)):
+        values = tuple(int(v) for v in value)
+        return values * n if len(values) == 1 else values
+    return (int(value),) * n
+
+
+def _pool_geometry(
+    nd: int, kernel: Any, stride: Any, padding: Any, dilation: Any
+) -> tuple[tuple[int, ...], ...]:
+    k = per_axis(kernel, nd)
+    return k, per_axis(stride, nd, k), per_axis(padding, nd, 0), per_axis(dilation, nd, 1)
+
+
+def _window_sum(
+    x: Any,
+    nd: int,
+    kernel: Any,
+    stride: Any = None,
+    padding: Any = 0,
+    dilation: Any = 1,
+    ceil_mode: bool = False,
+) -> Any:
+    """A max-pool's geometry with every window element counted (a ones convolution)."""
+    torch = require_torch()
+    F = torch.nn.functional
+    k, s, p, d = _pool_geometry(nd, kernel, stride, padding, dilation)
+    sizes = x.shape[-nd:]
+    out_sizes = []
+    for n, kk, ss, pp, dd in zip(sizes, k, s, p, d, strict=True):
+        span = dd * (kk - 1) + 1
+        if ceil_mode:
+            out = -(-(n + 2 * pp - span) // ss) + 1
+            if (out - 1) * ss >= n + pp:
+                out -= 1
+        else:
+            out = (n + 2 * pp - span) // ss + 1
+        out_sizes.append(out)
+    pads: list[int] = []
+    for n, kk, ss, pp, dd, out in reversed(list(zip(sizes, k, s, p, d, out_sizes, strict=True))):
+        need = (out - 1) * ss + dd * (kk - 1) + 1
+        pads += [pp, max(pp, need - n - pp)]
+    lead = x.shape[:-nd]
+    flat = x.reshape(-1, 1, *sizes)
+    flat = F.pad(flat, pads)
+    weight = torch.full((1, 1, *k), 1.0 / math.prod(k), dtype=x.dtype, device=x.device)
+    conv = (F.conv1d, F.conv2d, F.conv3d)[nd - 1]
+    out = conv(flat, weight, stride=s, dilation=d)
+    crop = (Ellipsis, *(slice(0, o) for o in out_sizes))
+    out = out[crop]
+    return out.reshape(*lead, *out_sizes)
+
+
+def bind_args(args: Sequence[Any], kwargs: dict[str, Any], names: Sequence[str]) -> dict[str, Any]:
+    """Positional and keyword arguments of a call, by parameter name."""
+    bound = dict(zip(names, args, strict=False))
+    bound.update(kwargs)
+    return bound
+
+
+_CONV_NAMES = ("input", "weight", "bias", "stride", "padding", "dilation", "groups")
+
+
+def _constant_grouped_conv(nd: int, b: dict[str, Any]) -> Any:
+    """A grouped convolution whose weights are all one positive constant, fast in float64.
+
+    With a constant weight ``c`` every output channel of a group is ``c`` times the window
+    sum of the sum of the group's input channels: one single-channel window sum per group
+    instead of PyTorch's slow float64 grouped kernels.  None when it does not apply.
+    """
+    torch = require_torch()
+    x, w = b["input"], b["weight"]
+    groups = int(b.get("groups", 1))
+    if groups == 1 or x.dim() != nd + 2 or w.numel() == 0:
+        return None
+    c = w.reshape(-1)[0]
+    if not bool(c > 0) or not bool((w == c).all()):
+        return None
+    k = tuple(w.shape[2:])
+    stride = per_axis(b.get("stride", 1), nd)
+    dilation = per_axis(b.get("dilation", 1), nd)
+    padding = b.get("padding", 0)
+    n, channels = x.shape[:2]
+    summed = x.reshape(n, groups, channels // groups, *x.shape[2:]).sum(2)
+    if isinstance(padding, str):
+        pads: list[int] = []
+        for kk, dd in reversed(list(zip(k, dilation, strict=True))):
+            total = dd * (kk - 1) if padding == "same" else 0
+            pads += [total // 2, total - total // 2]
+        summed = torch.nn.functional.pad(summed, pads)
+        padding = 0
+    windows = _window_sum(summed, nd, k, stride, padding, dilation) * (c * math.prod(k))
+    out = windows.repeat_interleave(w.shape[0] // groups, dim=1)
+    bias = b.get("bias")
+    return out if bias is None else out + bias.reshape(1, -1, *([1] * nd))
+
+
+_POOL_NAMES = (
+    "input",
+    "kernel_size",
+    "stride",
+    "padding",
+    "dilation",
+    "ceil_mode",
+    "return_indices",
+)
+
+
+class _Linearise:
+    """Builds the TorchFunctionMode that makes a forward pass linear and positive."""
+
+    def __init__(self) -> None:
+        torch = require_torch()
+        F = torch.nn.functional
+        T = torch.Tensor
+        self.identity: set[Any] = set()
+        for owner in (F, torch, T):
+            for name in LINEARISED_OPS:
+                fn = getattr(owner, name, None)
+                if fn is not None:
+                    self.identity.add(fn)
+        self.max_pools = {getattr(F, f"max_pool{n}d"): n for n in (1, 2, 3)} | {
+            getattr(torch, f"max_pool{n}d"): n for n in (1, 2, 3)
+        }
+        self.max_pools_indices = {getattr(F, f"max_pool{n}d_with_indices"): n for n in (1, 2, 3)}
+        self.adaptive_max = {getattr(F, f"adaptive_max_pool{n}d"): n for n in (1, 2, 3)} | {
+            getattr(F, f"adaptive_max_pool{n}d_with_indices"): n for n in (1, 2, 3)
+        }
+        self.reductions = {torch.amax, torch.amin, T.amax, T.amin}
+        self.max_dim = {torch.max, torch.min, T.max, T.min}
+        self.convs = {getattr(F, f"conv{n}d"): n for n in (1, 2, 3)} | {
+            getattr(torch, f"conv{n}d"): n for n in (1, 2, 3)
+        }
+
+    def mode(self) -> Any:
+        torch = require_torch()
+        from torch.overrides import TorchFunctionMode
+
+        outer = self
+        F = torch.nn.functional
+
+        class Mode(TorchFunctionMode):
+            def __torch_function__(self, func, types, args=(), kwargs=None):
+                kwargs = kwargs or {}
+                if func in outer.identity:
+                    return args[0] if args else next(iter(kwargs.values()))
+                nd = outer.convs.get(func)
+                if nd:
+                    fast = _constant_grouped_conv(nd, bind_args(args, kwargs, _CONV_NAMES))
+                    if fast is not None:
+                        return fast
+                nd = outer.max_pools.get(func) or outer.max_pools_indices.get(func)
+                if nd:
+                    b = bind_args(args, kwargs, _POOL_NAMES)
+                    out = _window_sum(
+                        b["input"],
+                        nd,
+                        b["kernel_size"],
+                        b.get("stride"),
+                        b.get("padding", 0),
+                        b.get("dilation", 1),
+                        bool(b.get("ceil_mode", False)),
+                    )
+                    if func in outer.max_pools_indices or b.get("return_indices"):
+                        return out, torch.zeros(out.shape, dtype=torch.int64, device=out.device)
+                    return out
+                nd = outer.adaptive_max.get(func)
+                if nd:
+                    b = bind_args(args, kwargs, ("input", "output_size", "return_indices"))
+                    pool = (F.adaptive_avg_pool1d, F.adaptive_avg_pool2d, F.adaptive_avg_pool3d)
+                    out = pool[nd - 1](b["input"], b["output_size"])
+                    if "with_indices" in getattr(func, "__name__", "") or b.get("return_indices"):
+                        return out, torch.zeros(out.shape, dtype=torch.int64, device=out.device)
+                    return out
+                if func in outer.reductions:
+                    b = bind_args(args, kwargs, ("input", "dim", "keepdim"))
+                    dim = b.get("dim", ())
+                    return b["input"].mean(
+                        dim=dim if dim != () else None, keepdim=b.get("keepdim", False)
+                    )
+                if func in outer.max_dim and (len(args) > 1 or "dim" in kwargs):
+                    b = bind_args(args, kwargs, ("input", "dim", "keepdim"))
+                    if isinstance(b.get("dim"), int):
+                        values = b["input"].mean(dim=b["dim"], keepdim=b.get("keepdim", False))
+                        index = torch.zeros(values.shape, dtype=torch.int64, device=values.device)
+                        return torch.return_types.max((values, index))
+                return func(*args, **kwargs)
+
+        return Mode()
+
+
+_LINEARISE: _Linearise | None = None
+
+
+@contextlib.contextmanager
+def linearised() -> Iterator[None]:
+    """Within this context every forward pass is linear: activations, dropout and
+    normalisations are the identity and max-pools count every window element."""
+    global _LINEARISE
+    if _LINEARISE is None:
+        _LINEARISE = _Linearise()
+    with _LINEARISE.mode():
+        yield
+
+
+def linearised_copy(model: Any) -> Any:
+    """A float64, eval-mode deepcopy of ``model`` with positive parameters.
+
+    Weights (parameters with 2 or more dimensions) become ``1/fan_in``, every other
+    floating parameter 1; floating buffers become 1 (running variances) or 0 (running
+    means).  The parameters are created directly with these values (the model's own
+    data is never copied).  Use the copy under :func:`linearised`.
+    """
+    torch = require_torch()
+    memo: dict[int, Any] = {}
+    for param in model.parameters():
+        if id(param) in memo or not param.is_floating_point():
+            continue
+        value = 1.0 / max(1, param[0].numel()) if param.dim() >= 2 else 1.0
+        data = torch.full(param.shape, value, dtype=torch.float64, device=param.device)
+        memo[id(param)] = torch.nn.Parameter(data, requires_grad=False)
+    for name, buf in model.named_buffers():
+        if id(buf) in memo or not buf.is_floating_point():
+            continue
+        value = 0.0 if name.endswith("running_mean") else 1.0
+        memo[id(buf)] = torch.full(buf.shape, value, dtype=torch.float64, device=buf.device)
+    try:
+        clone = copy.deepcopy(model, memo)
+    except Exception as exc:
+        raise ModelError(
+            f"cannot copy the model to measure it: {type(exc).__name__}: {exc}"
+        ) from exc
+    return clone.to(dtype=torch.float64).eval()
+
+
+# -- measuring --------------------------------------------------------------------------
+
+
+class _Stop(Exception):
+    """Raised by a forward hook once the requested layer has run."""
+
+
+def first_tensor(value: Any) -> Any:
+    """``value`` if it is a tensor, else the first tensor in it (tuples, lists, dicts)."""
+    torch = require_torch()
+    if isinstance(value, torch.Tensor):
+        return value
+    if isinstance(value, dict):
+        value = list(value.values())
+    if isinstance(value, (list, tuple)):
+        for item in value:
+            found = first_tensor(item)
+            if found is not None:
+                return found
+    return None
+
+
+def _find_layer(model: Any, layer: str) -> Any:
+    try:
+        return model.get_submodule(layer)
+    except AttributeError:
+        return None
+
+
+class _Prepared:
+    """A linearised copy, run once, ready to backpropagate any number of units."""
+
+    def __init__(self, model: Any, input_size: Sequence[int], layer: str | None) -> None:
+        torch = require_torch()
+        self.input_size = parse_input_size(input_size)
+        self.ndim = len(self.input_size) - 1
+        self.layer = layer
+        self.model = linearised_copy(model)
+        target = self.model
+        module = None
+        if layer is not None:
+            module = _find_layer(self.model, layer)
+            if module is None:
+                target = _cut_at_node(self.model, layer)
+        self.x = torch.full(
+            (1, *self.input_size), _INPUT_VALUE, dtype=torch.float64, requires_grad=True
+        )
+        captured: list[Any] = []
+        handle = None
+        if module is not None:
+
+            def hook(mod: Any, args: Any, output: Any) -> None:
+                captured.append(output)
+                raise _Stop
+
+            handle = module.register_forward_hook(hook)
+        try:
+            with linearised():
+                try:
+                    out = target(self.x)
+                except _Stop:
+                    out = captured[0]
+        except RFMapError:
+            raise
+        except Exception as exc:
+            where = f" up to layer {layer!r}" if layer else ""
+            raise ModelError(
+                f"the model's forward{where} failed on input size {list(self.input_size)}: "
+                f"{type(exc).__name__}: {_one_line(exc)}"
+            ) from exc
+        finally:
+            if handle is not None:
+                handle.remove()
+        tensor = first_tensor(out)
+        if tensor is None or not tensor.requires_grad:
+            raise ModelError(
+                f"the output{'' if layer is None else ' of ' + repr(layer)} does not depend on "
+                "the input (no tensor with a gradient)"
+            )
+        self.out = tensor
+        spatial = tuple(tensor.shape[2:]) if tensor.dim() == self.ndim + 2 else ()
+        self.grid = spatial
+
+    def support(self, unit: Sequence[int] | None) -> np.ndarray:
+        """Boolean map (input spatial shape) of positions with a non-zero gradient."""
+        torch = require_torch()
+        if self.grid:
+            units = _normalise_unit(unit, self.grid, self.layer or "output")
+            index = (slice(None), slice(None), *units)
+            selected = self.out[index].sum()
+        else:
+            selected = self.out.sum()
+        (grad,) = torch.autograd.grad(selected, self.x, retain_graph=True, allow_unused=True)
+        if grad is None:
+            return np.zeros(self.input_size[1:], dtype=bool)
+        return (grad[0] != 0).any(dim=0).cpu().numpy()
+
+    def box(self, unit: Sequence[int] | None) -> tuple[tuple[int, int], ...]:
+        return _mask_box(self.support(unit))
+
+
+def _mask_box(mask: np.ndarray) -> tuple[tuple[int, int], ...]:
+    boxes = []
+    for axis in range(mask.ndim):
+        other = tuple(a for a in range(mask.ndim) if a != axis)
+        hit = np.flatnonzero(mask.any(axis=other) if other else mask)
+        boxes.append((int(hit[0]), int(hit[-1]) + 1) if len(hit) else (0, 0))
+    return tuple(boxes)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else ""
+
+
+def _cut_at_node(model: Any, name: str) -> Any:
+    """A GraphModule that returns fx node ``name`` of ``model``."""
+    torch = require_torch()
+    try:
+        traced = torch.fx.symbolic_trace(model)
+    except Exception as exc:
+        raise ModelError(
+            f"{name!r} is not a module of the model, and the model cannot be traced to find "
+            f"a node of that name: {type(exc).__name__}: {_one_line(exc)}"
+        ) from exc
+    nodes = {n.name: n for n in traced.graph.nodes}
+    if name not in nodes:
+        raise InvalidSpecError(f"layer {name!r} is neither a module nor a traced node of the model")
+    graph = torch.fx.Graph()
+    env: dict[Any, Any] = {}
+    for node in traced.graph.nodes:
+        if node.op == "output":
+            break
+        env[node] = graph.node_copy(node, lambda n: env[n])
+        if node.name == name:
+            break
+    graph.output(env[nodes[name]])
+    return torch.fx.GraphModule(traced, graph)
+
+
+@dataclass(frozen=True)
+class MeasuredRF:
+    """The gradient support of one output unit: where ``d unit / d input`` is non-zero.
+
+    ``box`` is the half-open box ``(start, stop)`` per spatial axis (``(0, 0)`` where
+    nothing depends on the input), ``mask`` the support itself (input spatial shape).
+    """
+
+    node: str
+    input_size: tuple[int, ...]
+    grid: tuple[int, ...]
+    unit: tuple[int, ...]
+    box: tuple[tuple[int, int], ...]
+    mask: np.ndarray = field(repr=False, compare=False)
+
+    @property
+    def receptive_field(self) -> tuple[int, ...]:
+        """Extent of the support per axis (clipped to the input)."""
+        return tuple(stop - start for start, stop in self.box)
+
+    @property
+    def support(self) -> int:
+        """Number of input positions with a non-zero gradient."""
+        return int(self.mask.sum())
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready description (without the mask)."""
+        return {
+            "node": self.node,
+            "input_size": list(self.input_size),
+            "grid": list(self.grid),
+            "unit": list(self.unit),
+            "box": [list(b) for b in self.box],
+            "receptive_field": list(self.receptive_field),
+            "support": self.support,
+        }
+
+
+def measure_rf(
+    model: Any,
+    input_size: Sequence[int],
+    unit: Sequence[int] | None = None,
+    *,
+    layer: str | None = None,
+) -> MeasuredRF:
+    """Measure which input positions output ``unit`` depends on, with the gradient.
+
+    Parameters
+    ----------
+    model
+        A ``torch.nn.Module``; it is copied, never modified.
+    input_size
+        ``(C, H, W)`` (or ``(C, L)``, ``(C, D, H, W)``), without the batch.
+    unit
+        Index of the output unit on the spatial grid of the output (default: its
+        centre).  Outputs that are not ``(N, C, *spatial)`` (e.g. logits) have no grid:
+        all their values are backpropagated together.
+    layer
+        Measure an intermediate output instead: a module name (``"layer2"``) or a
+        ``torch.fx`` node name.
+
+    >>> import torch
+    >>> net = torch.nn.Sequential(torch.nn.Conv2d(1, 1, 3, padding=1), torch.nn.MaxPool2d(2))
+    >>> m = measure_rf(net, (1, 8, 8), unit=(1, 1))
+    >>> m.box, m.receptive_field
+    (((1, 5), (1, 5)), (4, 4))
+    """
+    require_torch()
+    prepared = _Prepared(model, input_size, layer)
+    units = _normalise_unit(unit, prepared.grid, layer or "output") if prepared.grid else ()
+    mask = prepared.support(units if prepared.grid else None)
+    return MeasuredRF(
+        node=layer or "output",
+        input_size=prepared.input_size,
+        grid=prepared.grid,
+        unit=units,
+        box=_mask_box(mask),
+        mask=mask,
+    )
+
+
+def measure_boxes(
+    model: Any,
+    input_size: Sequence[int],
+    units: Sequence[Sequence[int]],
+    *,
+    layer: str | None = None,
+) -> list[tuple[tuple[int, int], ...]]:
+    """Gradient support boxes of several units with one forward pass (see :func:`measure_rf`)."""
+    prepared = _Prepared(model, input_size, layer)
+    return [prepared.box(u if prepared.grid else None) for u in units]
+
+
+def measure_model_rf(
+    model: Any,
+    input_size: Sequence[int],
+    layer: str | None = None,
+    *,
+    reason: str = "",
+) -> ReceptiveField:
+    """A :class:`~rfmap.receptive.ReceptiveField` measured entirely with the gradient.
+
+    Per axis, the centre unit and its neighbour give the receptive field, the stride
+    and the padding.  These are exact when the centre unit's box lies inside the
+    input; where it touches the border the receptive field is only a lower bound,
+    which ``notes`` says (use a larger input).
+    """
+    prepared = _Prepared(model, input_size, layer)
+    spatial = prepared.input_size[1:]
+    ndim = len(spatial)
+    grid = prepared.grid if prepared.grid else (1,) * ndim
+    centre = tuple(n // 2 for n in grid)
+    base = prepared.box(centre if prepared.grid else None)
+    notes = [reason] if reason else []
+    rf: list[int] = []
+    stride: list[Jump] = []
+    start: list[int] = []
+    global_axes: list[bool] = []
+    for axis in range(ndim):
+        lo, hi = base[axis]
+        rf.append(hi - lo)
+        clipped = lo == 0 or hi == spatial[axis]
+        jump: Jump = 0
+        if prepared.grid and grid[axis] > 1:
+            other = list(centre)
+            other[axis] = centre[axis] - 1 if centre[axis] + 1 >= grid[axis] else centre[axis] + 1
+            lo2, hi2 = prepared.box(tuple(other))[axis]
+            step = other[axis] - centre[axis]
+            jump = _jump(Fraction((lo2 - lo) if lo > 0 and lo2 > 0 else (hi2 - hi), step))
+        stride.append(jump)
+        start.append(int(lo - centre[axis] * jump))
+        global_axes.append(
+            not prepared.grid or (grid[axis] == 1 and (lo, hi) == (0, spatial[axis]))
+        )
+        if clipped and not global_axes[-1]:
+            notes.append(
+                f"axis {axis}: the measured box {[lo, hi]} touches the input border, so the "
+                "receptive field and padding are lower bounds; measure on a larger input"
+            )
+    name = layer or "output"
+    shape = tuple(prepared.out.shape)
+    row = LayerRF(
+        name=name,
+        op="measured",
+        shape=shape,
+        receptive_field=tuple(rf),
+        stride=tuple(stride),
+        start=tuple(start),
+        min_receptive_field=None,
+        max_path_receptive_field=None,
+        aligned=None,
+        global_axes=tuple(global_axes),
+        exact=False,
+        measured=True,
+    )
+
+    def boxer(unit: tuple[int, ...], clip: bool) -> tuple[tuple[int, int], ...]:
+        if not clip:
+            raise InvalidSpecError(
+                "this receptive field was measured with the gradient, so only boxes inside "
+                "the input (clip=True) are known"
+            )
+        return prepared.box(unit if prepared.grid else None)
+
+    return ReceptiveField(
+        node=name,
+        input_size=prepared.input_size,
+        shape=shape,
+        grid=grid,
+        receptive_field=row.receptive_field,
+        stride=row.stride,
+        start=row.start,
+        min_receptive_field=None,
+        max_path_receptive_field=None,
+        aligned=None,
+        global_axes=row.global_axes,
+        exact=False,
+        layers=(row,),
+        outputs=(name,),
+        measured_nodes=(name,),
+        method="measured",
+        notes=tuple(notes),
+        _boxer=boxer,
+    )
+
+
+def measure_windows(
+    fn: Callable[..., Any],
+    inputs: Sequence[Any],
+    dependent: Sequence[int],
+    in_dims: Sequence[dict[int, int]],
+    out_dims: dict[int, int],
+    max_units: int = 4096,
+) -> list[dict[int, tuple[tuple[int, ...], ...]]] | None:
+    """Measure the per-axis windows of one operation (used for unknown ops).
+
+    ``inputs`` are the op's tensor arguments, ``dependent`` the indices of those that
+    depend on the model input; ``in_dims[i]`` maps axis -> tensor dim for dependent
+    input ``i`` and ``out_dims`` for the output.  Returns, per dependent input, axis ->
+    windows (one tuple of positions per output unit), or None when the op does not
+    behave (no tensor output, too many units).
+    """
+    torch = require_torch()
+    args = []
+    leaves = []
+    for i, value in enumerate(inputs):
+        if isinstance(value, torch.Tensor) and value.is_floating_point():
+            value = value.detach().to(torch.float64)
+            if i in dependent:
+                value = torch.full_like(value, _INPUT_VALUE).requires_grad_(True)
+                leaves.append(value)
+        args.append(value)
+    with linearised():
+        out = first_tensor(fn(*args))
+    if out is None or not out.requires_grad:
+        return None
+    results: list[dict[int, tuple[tuple[int, ...], ...]]] = [{} for _ in dependent]
+    total = 0
+    for axis, dim in out_dims.items():
+        n = out.shape[dim]
+        total += n
+        if total > max_units:
+            return None
+        per_input: list[list[tuple[int, ...]]] = [[] for _ in dependent]
+        for u in range(n):
+            selected = out.select(dim, u).sum()
+            grads = torch.autograd.grad(selected, leaves, retain_graph=True, allow_unused=True)
+            for k, (grad, dims) in enumerate(zip(grads, in_dims, strict=True)):
+                if axis not in dims:
+                    continue
+                if grad is None:
+                    per_input[k].append(())
+                    continue
+                d = dims[axis]
+                other = tuple(a for a in range(grad.dim()) if a != d)
+                hit = (
+                    np.flatnonzero((grad != 0).any(dim=other).cpu().numpy())
+                    if other
+                    else (np.flatnonzero((grad != 0).cpu().numpy()))
+                )
+                per_input[k].append(tuple(int(h) for h in hit))
+        for k, dims in enumerate(in_dims):
+            if axis in dims:
+                results[k][axis] = tuple(per_input[k])
+    return results

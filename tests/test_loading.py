@@ -1,0 +1,105 @@
+"""Tests of rfmap.loading: model SPECs, state dicts and input sizes."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+from rfmap.errors import ModelError
+from rfmap.loading import load_model, parse_input_size
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("3,224,224", (3, 224, 224)), (" 1, 16000 ", (1, 16000)), ((3, 8, 9, 10), (3, 8, 9, 10))],
+)
+def test_parse_input_size(text, expected):
+    assert parse_input_size(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("3", "C,L (1D)"),
+        ("3,1,2,3,4", "C,L (1D)"),
+        ("3,0,4", "positive"),
+        ("3,x,4", "comma-separated integers"),
+        ("3.0,4,4", "comma-separated integers"),
+        (3, "comma-separated integers"),
+        ((3, True, 4), "comma-separated integers"),
+    ],
+)
+def test_parse_input_size_errors(text, message):
+    with pytest.raises(ModelError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        parse_input_size(text)
+
+
+def test_parse_input_size_checks_the_model_dims():
+    assert parse_input_size("3,8,8", spatial_dims=2) == (3, 8, 8)
+    with pytest.raises(ModelError, match="has 1 spatial axes, the model needs 2"):
+        parse_input_size("3,8", spatial_dims=2)
+
+
+torch = pytest.importorskip("torch", reason="loading models needs PyTorch")
+
+
+@pytest.fixture
+def model_file(tmp_path):
+    path = tmp_path / "nets.py"
+    path.write_text(
+        textwrap.dedent(
+            """
+            import torch
+            def small():
+                return torch.nn.Conv1d(1, 2, 3)
+            instance = torch.nn.Conv1d(1, 1, 5)
+            value = 3
+            """
+        )
+    )
+    return path
+
+
+def test_load_from_module_and_file(model_file):
+    assert isinstance(load_model("torch.nn:Identity"), torch.nn.Identity)
+    model = load_model(f"{model_file}:small")
+    assert isinstance(model, torch.nn.Conv1d) and not model.training
+    assert load_model(f"{model_file}:instance").kernel_size == (5,)
+
+
+def test_load_weights(model_file, tmp_path):
+    source = torch.nn.Conv1d(1, 2, 3)
+    for payload in (source.state_dict(), {"state_dict": source.state_dict()}):
+        path = tmp_path / "w.pt"
+        torch.save(payload, path)
+        model = load_model(f"{model_file}:small", path)
+        assert torch.equal(model.weight, source.weight)
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("torch.nn", "must be 'package.module:callable'"),
+        ("no_such_pkg_abc:f", "cannot import module 'no_such_pkg_abc'"),
+        ("{file}:nothing", "has no attribute 'nothing'"),
+        ("{file}:value", "is not callable"),
+        ("missing_dir/x.py:f", "model file not found"),
+    ],
+)
+def test_load_errors(model_file, spec, message):
+    with pytest.raises(ModelError, match=message):
+        load_model(spec.format(file=model_file))
+
+
+def test_weights_errors(model_file, tmp_path):
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(ModelError, match="cannot load weights"):
+        load_model(f"{model_file}:small", bad)
+    listed = tmp_path / "list.pt"
+    torch.save([1, 2], listed)
+    with pytest.raises(ModelError, match="does not hold a state dict"):
+        load_model(f"{model_file}:small", listed)
+    with pytest.raises(ModelError, match="weights file not found"):
+        load_model(f"{model_file}:small", tmp_path / "none.pt")

@@ -1,0 +1,201 @@
+"""Tests of rfmap.measure: receptive fields measured with the gradient (robustly).
+
+Oracles: hand-computed supports of tiny models; the exact path counts of
+rfmap.gradient/rfmap.paths for all-ones stacks; a plain gradient, to show the cases the
+linearised copy exists for (dead ReLUs, saturated ReLU6, max-pools, cancelling weights).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch", reason="gradient measurement needs PyTorch")
+
+from rfmap.errors import InvalidSpecError, ModelError  # noqa: E402
+from rfmap.measure import (  # noqa: E402
+    linearised,
+    linearised_copy,
+    measure_boxes,
+    measure_model_rf,
+    measure_rf,
+)
+from rfmap.paths import path_counts  # noqa: E402
+
+nn = torch.nn
+F = torch.nn.functional
+
+
+def _plain_support(model, size, unit):
+    """The seed notebook's method: d out[unit] / d input on the model as it is."""
+    x = torch.randn((1, *size), generator=torch.Generator().manual_seed(1), requires_grad=True)
+    out = model(x)
+    out[(0, slice(None), *unit)].sum().backward()
+    return (x.grad[0] != 0).any(dim=0).numpy()
+
+
+def test_conv_stack_matches_exact_path_counts():
+    # an all-ones dilated stack: the support is where the exact path count is non-zero
+    net = nn.Sequential(*[nn.Conv2d(1, 1, 3, padding=d, dilation=d, bias=False) for d in (1, 2, 4)])
+    m = measure_rf(net, (1, 21, 21), unit=(10, 10))
+    expected = path_counts([1, 2, 4], size=21) != 0
+    assert np.array_equal(m.mask, expected)
+    assert m.box == ((3, 18), (3, 18)) and m.receptive_field == (15, 15)
+    assert m.support == int(expected.sum())
+
+
+def test_dead_relus_do_not_hide_positions():
+    # negative weights and a ReLU: the plain gradient is zero everywhere
+    conv1 = nn.Conv1d(1, 1, 3, padding=1, bias=False)
+    conv2 = nn.Conv1d(1, 1, 3, padding=1, bias=False)
+    with torch.no_grad():
+        conv1.weight.fill_(-1.0)
+        conv2.weight.fill_(1.0)
+    net = nn.Sequential(conv1, nn.ReLU(), conv2)
+    x = torch.ones((1, 1, 9), requires_grad=True)
+    net(x)[0, 0, 4].backward()
+    assert not x.grad.any()
+    assert measure_rf(net, (1, 9), unit=(4,)).box == ((2, 7),)
+
+
+def test_saturated_relu6_and_cancelling_weights():
+    conv = nn.Conv1d(1, 2, 3, padding=1, bias=True)
+    merge = nn.Conv1d(2, 1, 1, bias=False)
+    with torch.no_grad():
+        conv.bias.fill_(100.0)  # ReLU6 saturates: zero gradient
+        merge.weight.copy_(torch.tensor([[[1.0], [-1.0]]]))  # the two channels cancel
+    net = nn.Sequential(conv, nn.ReLU6(), merge)
+    assert not _plain_support(net, (1, 7), (3,)).any()
+    assert measure_rf(net, (1, 7), unit=(3,)).box == ((2, 5),)
+
+
+def test_max_pool_counts_every_window_element():
+    net = nn.Sequential(nn.MaxPool2d(3, stride=2, padding=1, ceil_mode=True))
+    plain = _plain_support(net, (1, 8, 8), (2, 2))
+    assert plain.sum() == 1  # the plain gradient reaches only the argmax
+    m = measure_rf(net, (1, 8, 8), unit=(2, 2))
+    assert m.box == ((3, 6), (3, 6)) and m.support == 9
+    # functional max pools, with indices, and adaptive max pools too
+    assert _window(lambda x: F.max_pool1d(x, 2, return_indices=True)[0], 8, 1) == (2, 4)
+    assert _window(lambda x: F.adaptive_max_pool1d(x, 2), 8, 1) == (4, 8)
+    assert _window(lambda x: torch.amax(x, dim=-1, keepdim=True), 8, 0) == (0, 8)
+    # stride defaults to the kernel: unit 2 reads 2*3 - 2 + {0, 2, 4} = {4, 6, 8}
+    assert _window(lambda x: F.max_pool1d(x, 3, dilation=2, padding=2), 9, 2) == (4, 9)
+
+
+class _Fn(nn.Module):
+    def __init__(self, fn):
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, x):
+        return self.fn(x)
+
+
+def _window(fn, n, unit):
+    return measure_rf(_Fn(fn), (1, n), unit=(unit,)).box[0]
+
+
+def test_normalisations_and_activations_are_identity():
+    x = torch.randn(1, 4, 5, dtype=torch.float64)
+    with linearised():
+        for f in (F.relu, F.gelu, F.silu, torch.sigmoid, torch.tanh, F.hardswish):
+            assert torch.equal(f(x), x)
+        assert torch.equal(F.layer_norm(x, (5,)), x)
+        assert torch.equal(F.group_norm(x, 2), x)
+        assert torch.equal(nn.BatchNorm1d(4).eval().double()(x), x)
+    assert not torch.equal(F.relu(x), x)  # and only inside the context
+
+
+def test_linearised_copy_is_positive_and_separate():
+    model = nn.Sequential(nn.Conv2d(2, 3, 3), nn.BatchNorm2d(3), nn.Linear(4, 5))
+    clone = linearised_copy(model)
+    conv, bn, lin = clone
+    assert conv.weight.dtype == torch.float64
+    assert torch.all(conv.weight == 1 / 18) and torch.all(lin.weight == 1 / 4)
+    assert torch.all(conv.bias == 1) and torch.all(bn.running_mean == 0)
+    assert not clone.training
+    assert (
+        model[0].weight.dtype == torch.float32
+        and model[0].weight.data_ptr() != conv.weight.data_ptr()
+    )
+
+
+def test_model_is_left_untouched():
+    model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2), nn.ReLU(), nn.MaxPool2d(2))
+    model.train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    measure_rf(model, (1, 9, 9))
+    measure_boxes(model, (1, 9, 9), [(0, 0), (1, 1)], layer="0")
+    assert model.training and all(m.training for m in model.modules())
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert all(p.grad is None and p.requires_grad for p in model.parameters())
+    assert not any(m._forward_hooks for m in model.modules())
+
+
+def test_layer_by_module_or_node_name():
+    net = nn.Sequential(nn.Conv1d(1, 1, 3), nn.ReLU(), nn.Conv1d(1, 1, 5))
+    assert measure_rf(net, (1, 12), unit=(0,), layer="0").box == ((0, 3),)
+    assert measure_rf(net, (1, 12), unit=(0,), layer="_1").box == ((0, 3),)  # fx node name
+    assert measure_rf(net, (1, 12), unit=(0,)).box == ((0, 7),)
+    with pytest.raises(InvalidSpecError, match="neither a module nor a traced node"):
+        measure_rf(net, (1, 12), layer="nope")
+
+
+def test_non_spatial_outputs_are_backpropagated_whole():
+    net = nn.Sequential(nn.Conv2d(1, 2, 3), nn.Flatten(), nn.Linear(2 * 4 * 5, 3))
+    m = measure_rf(net, (1, 6, 7))
+    assert m.grid == () and m.unit == () and m.box == ((0, 6), (0, 7))
+
+
+def test_measure_model_rf_summary_and_border_note():
+    net = nn.Sequential(nn.Conv1d(1, 1, 5, stride=2, padding=2), nn.Conv1d(1, 1, 3, padding=1))
+    r = measure_model_rf(net, (1, 40))
+    # RF 5 + 2 * 2 = 9, jump 2, padding 2 + 1 * 2 = 4
+    assert (r.receptive_field, r.stride, r.padding) == ((9,), (2,), (4,))
+    assert r.method == "measured" and not r.exact and r.notes == ()
+    small = measure_model_rf(net, (1, 6))
+    assert any("lower bounds" in note for note in small.notes)
+    with pytest.raises(InvalidSpecError, match="clip=True"):
+        r.input_box((3,), clip=False)
+
+
+def test_errors():
+    net = nn.Conv2d(3, 1, 3)
+    with pytest.raises(ModelError, match=r"forward failed on input size \[1, 9, 9\]"):
+        measure_rf(net, (1, 9, 9))
+    with pytest.raises(InvalidSpecError, match="outside the output grid"):
+        measure_rf(net, (3, 9, 9), unit=(7, 0))
+    with pytest.raises(ModelError, match="does not depend on the input"):
+        measure_rf(_Fn(lambda x: torch.zeros(1, 1, 3)), (1, 5))
+
+
+@pytest.mark.parametrize("nd", [1, 2, 3])
+def test_constant_grouped_conv_shortcut_equals_pytorch(nd):
+    # The linearised copy computes constant-weight grouped convolutions as window sums
+    # (PyTorch's float64 grouped kernels are very slow); the result must be identical.
+    import itertools
+
+    conv = (F.conv1d, F.conv2d, F.conv3d)[nd - 1]
+    sizes = (9, 8, 7)[:nd]
+    gen = torch.Generator().manual_seed(nd)
+    configs = itertools.product(
+        [2, 3], [1, 2], [1, 2], [1, 3], [1, 2], [1, 2], [0, 1, "same", "valid"]
+    )
+    for groups, cin, cout, k, stride, dilation, padding in configs:
+        if padding == "same" and stride != 1:
+            continue
+        x = torch.rand(2, groups * cin, *sizes, dtype=torch.float64, generator=gen)
+        w = torch.full((groups * cout, cin, *(k,) * nd), 0.37, dtype=torch.float64)
+        bias = torch.rand(groups * cout, dtype=torch.float64, generator=gen)
+        expected = conv(x, w, bias, stride, padding, dilation, groups)
+        with linearised():
+            got = conv(x, w, bias, stride, padding, dilation, groups)
+        assert got.shape == expected.shape
+        assert torch.allclose(got, expected, rtol=1e-12, atol=1e-12)
+    # a non-constant weight takes PyTorch's own path
+    w = torch.rand(4, 1, *(3,) * nd, dtype=torch.float64, generator=gen)
+    x = torch.rand(1, 2, *sizes, dtype=torch.float64, generator=gen)
+    expected = conv(x, w, groups=2)
+    with linearised():
+        assert torch.equal(conv(x, w, groups=2), expected)

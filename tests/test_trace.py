@@ -1,0 +1,575 @@
+"""Tests of rfmap.trace: receptive fields of PyTorch models through torch.fx.
+
+Oracles: the gradient support of the real model (rfmap.measure, an independent
+method) for every unit of random DAGs and of torchvision backbones; the published
+table of Araujo et al. (Distill 2019, google-research/receptive_field); hand-computed
+small models.
+"""
+
+from __future__ import annotations
+
+import itertools
+import warnings
+
+import pytest
+
+torch = pytest.importorskip("torch", reason="model tracing needs PyTorch")
+torchvision = pytest.importorskip("torchvision", reason="backbone tests need torchvision")
+
+from hypothesis import HealthCheck, assume, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from rfmap.errors import InvalidSpecError, ModelError, UnsupportedLayerError  # noqa: E402
+from rfmap.measure import measure_boxes, measure_model_rf  # noqa: E402
+from rfmap.receptive import graph_rf  # noqa: E402
+from rfmap.trace import Method, model_rf, trace_model  # noqa: E402
+
+nn = torch.nn
+F = torch.nn.functional
+
+
+def _edge_units(grid, few=False):
+    """First, second, middle, second-last and last index per axis (all combinations);
+    ``few``: first, middle and last only."""
+    picks = (lambda n: {0, n // 2, n - 1}) if few else (lambda n: {0, 1, n // 2, n - 2, n - 1})
+    axes = [sorted(picks(n) & set(range(n))) for n in grid]
+    return list(itertools.product(*axes))
+
+
+def assert_matches_gradient(model, size, layer=None, units=None, few=False):
+    """Every chosen unit's analytic input box equals the gradient's support box."""
+    r = model_rf(model, size, layer)
+    units = _edge_units(r.grid, few) if units is None else units
+    measured = measure_boxes(model, size, units, layer=layer)
+    for unit, box in zip(units, measured, strict=True):
+        assert r.input_box(unit) == box, (layer, unit)
+    return r
+
+
+# -- random DAGs: analytic == gradient --------------------------------------------------
+
+
+class RandomNet(nn.Module):
+    """Ops read earlier tensors: conv, pools, transposed conv, upsample, add, cat."""
+
+    def __init__(self, ops, ndim):
+        super().__init__()
+        self.ops = ops
+        self.layers = nn.ModuleList()
+        conv = (nn.Conv1d, nn.Conv2d, nn.Conv3d)[ndim - 1]
+        tconv = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)[ndim - 1]
+        maxpool = (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d)[ndim - 1]
+        avgpool = (nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d)[ndim - 1]
+        for op in ops:
+            kind, args = op[0], op[2:]
+            if kind == "conv":
+                k, s, d, p, mode = args
+                self.layers.append(conv(2, 2, k, s, p, d, padding_mode=mode))
+            elif kind == "tconv":
+                k, s, p = args
+                self.layers.append(tconv(2, 2, k, s, p))
+            elif kind == "max":
+                k, s, p, d, ceil = args
+                self.layers.append(maxpool(k, s, p, d, ceil_mode=ceil))
+            elif kind == "avg":
+                k, s, p, ceil = args
+                self.layers.append(avgpool(k, s, p, ceil_mode=ceil))
+            else:
+                self.layers.append(nn.Identity())
+
+    def forward(self, x):
+        values = [x]
+        for op, layer in zip(self.ops, self.layers, strict=True):
+            src = values[op[1]]
+            if op[0] == "add":
+                out = F.relu(src) + values[op[2]]
+            elif op[0] == "cat":
+                out = torch.cat([src, values[op[2]]], 1)[:, 1:3]
+            elif op[0] == "up":
+                out = F.interpolate(src, scale_factor=2, mode=op[2])
+            else:
+                out = layer(src)
+            values.append(out)
+        return values[-1]
+
+
+@st.composite
+def random_nets(draw, ndim):
+    """A RandomNet and an input size for which every op has a non-empty output."""
+    sizes = [tuple(draw(st.integers(5, 16 if ndim < 3 else 8)) for _ in range(ndim))]
+    ops = []
+    for _ in range(draw(st.integers(1, 5))):
+        src = draw(st.integers(0, len(sizes) - 1))
+        n = sizes[src]
+        kind = draw(st.sampled_from(["conv", "conv", "max", "avg", "tconv", "add", "cat", "up"]))
+        if kind == "conv":
+            k, s, d = draw(st.integers(1, 3)), draw(st.integers(1, 2)), draw(st.integers(1, 2))
+            p = draw(st.integers(0, 2))
+            mode = draw(st.sampled_from(["zeros", "zeros", "reflect", "replicate", "circular"]))
+            if (mode == "reflect" and p >= min(n)) or (mode == "circular" and p > min(n)):
+                mode = "zeros"
+            op = ("conv", src, k, s, d, p, mode)
+            out = tuple((m + 2 * p - d * (k - 1) - 1) // s + 1 for m in n)
+        elif kind in ("max", "avg"):
+            k, s = draw(st.integers(2, 3)), draw(st.integers(1, 2))
+            p, d = draw(st.integers(0, k // 2)), draw(st.integers(1, 2)) if kind == "max" else 1
+            ceil = draw(st.booleans())
+            out = []
+            for m in n:
+                span = d * (k - 1) + 1
+                o = (-(-(m + 2 * p - span) // s) if ceil else (m + 2 * p - span) // s) + 1
+                if ceil and (o - 1) * s >= m + p:
+                    o -= 1
+                out.append(o)
+            op = ("max", src, k, s, p, d, ceil) if kind == "max" else ("avg", src, k, s, p, ceil)
+            out = tuple(out)
+        elif kind == "tconv":
+            k, s = draw(st.integers(1, 4)), draw(st.integers(1, 2))
+            p = draw(st.integers(0, k - 1))
+            op = ("tconv", src, k, s, p)
+            out = tuple((m - 1) * s - 2 * p + k for m in n)
+        elif kind == "up":
+            op = (
+                "up",
+                src,
+                draw(st.sampled_from(["nearest", "bilinear" if ndim == 2 else "nearest"])),
+            )
+            out = tuple(2 * m for m in n)
+        else:
+            same = [i for i, m in enumerate(sizes) if m == n]
+            op = (kind, src, draw(st.sampled_from(same)))
+            out = n
+        assume(min(out) >= 1 and max(out) <= (40 if ndim < 3 else 12))
+        ops.append(op)
+        sizes.append(out)
+    return RandomNet(ops, ndim), (2, *sizes[0])
+
+
+@pytest.mark.parametrize("ndim", [1, 2, 3])
+def test_random_dags_match_the_gradient(ndim):
+    @settings(
+        max_examples={1: 40, 2: 25, 3: 12}[ndim],
+        deadline=None,
+        suppress_health_check=[HealthCheck.filter_too_much, HealthCheck.too_slow],
+    )
+    @given(random_nets(ndim))
+    def check(case):
+        net, size = case
+        r = model_rf(net, size)
+        units = _edge_units(r.grid, few=ndim == 3)
+        measured = measure_boxes(net, size, units)
+        for unit, box in zip(units, measured, strict=True):
+            assert r.input_box(unit) == box, unit
+            # a unit whose unbounded box lies inside the input sees all of it
+            free = r.input_box(unit, clip=False)
+            if all(a >= 0 and b <= n for (a, b), n in zip(free, size[1:], strict=True)):
+                assert free == box
+        assert r.exact and r.method == "analytic"
+
+    check()
+
+
+# -- the published table (Araujo et al., Distill 2019) ----------------------------------
+
+# TF-Slim end-points and their (receptive field, effective stride, effective padding),
+# from google-research/receptive_field, RECEPTIVE_FIELD_TABLE.md (size independent rows).
+VGG_16 = {
+    "features.0": (3, 1, 1),  # conv1/conv1_1
+    "features.4": (6, 2, 2),  # pool1
+    "features.5": (10, 2, 4),  # conv2/conv2_1
+    "features.9": (16, 4, 6),  # pool2
+    "features.10": (24, 4, 10),  # conv3/conv3_1
+    "features.12": (32, 4, 14),  # conv3/conv3_2
+    "features.16": (44, 8, 18),  # pool3
+    "features.17": (60, 8, 26),  # conv4/conv4_1
+    "features.19": (76, 8, 34),  # conv4/conv4_2
+    "features.23": (100, 16, 42),  # pool4
+    "features.24": (132, 16, 58),  # conv5/conv5_1
+    "features.26": (164, 16, 74),  # conv5/conv5_2
+    "features.30": (212, 32, 90),  # pool5
+}
+VGG_A = {  # torchvision's vgg11 is VGG configuration A
+    "features.0": (3, 1, 1),
+    "features.2": (4, 2, 1),
+    "features.3": (8, 2, 3),
+    "features.5": (10, 4, 3),
+    "features.6": (18, 4, 7),
+    "features.8": (26, 4, 11),
+    "features.10": (30, 8, 11),
+    "features.11": (46, 8, 19),
+    "features.13": (62, 8, 27),
+    "features.15": (70, 16, 27),
+    "features.16": (102, 16, 43),
+    "features.18": (134, 16, 59),
+    "features.20": (150, 32, 59),
+}
+INCEPTION_V3 = {  # torchvision's module names are TF-Slim's end-point names
+    "Conv2d_1a_3x3": (3, 2, 0),
+    "Conv2d_2a_3x3": (7, 2, 0),
+    "Conv2d_2b_3x3": (11, 2, 2),
+    "maxpool1": (15, 4, 2),  # MaxPool_3a_3x3
+    "Conv2d_3b_1x1": (15, 4, 2),
+    "Conv2d_4a_3x3": (23, 4, 2),
+    "maxpool2": (31, 8, 2),  # MaxPool_5a_3x3
+    "Mixed_5b": (63, 8, 18),
+    "Mixed_5c": (95, 8, 34),
+    "Mixed_5d": (127, 8, 50),
+    "Mixed_6a": (159, 16, 58),
+    "Mixed_6b": (351, 16, 154),
+    "Mixed_6c": (543, 16, 250),
+    "Mixed_6d": (735, 16, 346),
+    "Mixed_6e": (927, 16, 442),
+    "Mixed_7a": (1055, 32, 490),
+    "Mixed_7b": (1183, 32, 554),
+    "Mixed_7c": (1311, 32, 618),
+}
+ALEXNET_V2 = {
+    "features.0": (11, 4, 0),  # conv1
+    "features.2": (19, 8, 0),  # pool1
+    "features.3": (51, 8, 16),  # conv2
+    "features.6": (99, 16, 32),  # conv3
+    "features.8": (131, 16, 48),  # conv4
+    "features.10": (163, 16, 64),  # conv5
+    "features.12": (195, 32, 64),  # pool5
+}
+
+
+def _published(model, size, table, padding_offset=0):
+    traced = trace_model(model, size)
+    for layer, (rf, stride, padding) in table.items():
+        r = graph_rf(traced.graph, traced.resolve(layer))
+        assert r.receptive_field == (rf, rf), layer
+        assert r.stride == (stride, stride), layer
+        assert r.padding == (padding + padding_offset,) * 2, layer
+        assert r.aligned is True
+
+
+@pytest.mark.parametrize(
+    ("name", "table"), [("vgg16", VGG_16), ("vgg11", VGG_A)], ids=["vgg_16", "vgg_a"]
+)
+def test_vgg_matches_published_table(name, table):
+    _published(getattr(torchvision.models, name)(), (3, 224, 224), table)
+
+
+def test_inception_v3_matches_published_table():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        model = torchvision.models.inception_v3(aux_logits=False, init_weights=False)
+    _published(model, (3, 299, 299), INCEPTION_V3)
+
+
+def test_alexnet_matches_published_table_up_to_conv1_padding():
+    # TF-Slim's alexnet_v2 conv1 is VALID; torchvision pads it by 2, which shifts the
+    # effective padding of every later layer by exactly 2 (RF and stride are the same).
+    _published(torchvision.models.alexnet(), (3, 224, 224), ALEXNET_V2, padding_offset=2)
+
+
+# -- torchvision backbones: analytic == gradient ----------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "layer", "size"),
+    [
+        ("resnet18", "layer2", (3, 40, 56)),
+        ("resnet18", None, (3, 32, 32)),
+        ("resnet50", "layer1", (3, 40, 32)),
+        ("alexnet", "features", (3, 67, 75)),
+        ("vgg11", "features.10", (3, 40, 48)),
+        ("mobilenet_v2", "features.10", (3, 48, 40)),
+        ("densenet121", "features.denseblock2", (3, 40, 40)),
+        ("efficientnet_b0", "features.3", (3, 40, 48)),
+        ("convnext_tiny", "features.3", (3, 40, 40)),
+    ],
+)
+def test_backbones_match_the_gradient(name, layer, size):
+    model = getattr(torchvision.models, name)()
+    r = assert_matches_gradient(model, size, layer, few=True)
+    assert r.exact
+
+
+@pytest.mark.parametrize(
+    ("name", "layer", "size", "axis"),
+    [
+        ("resnet18", "layer2", (3, 240, 16), 0),
+        ("mobilenet_v2", "features.6", (3, 16, 200), 1),
+    ],
+)
+def test_backbone_summary_matches_gradient_on_a_large_axis(name, layer, size, axis):
+    # along a long axis the centre unit's box is inside the input, so the gradient
+    # gives the unclipped receptive field, stride and padding directly
+    model = getattr(torchvision.models, name)()
+    r = model_rf(model, size, layer)
+    m = measure_model_rf(model, size, layer)
+    assert m.receptive_field[axis] == r.receptive_field[axis]
+    assert m.stride[axis] == r.stride[axis]
+    assert m.padding[axis] == r.padding[axis]
+    assert not any(f"axis {axis}" in note for note in m.notes)
+
+
+def test_resnet50_output_is_global_and_known():
+    r = model_rf(torchvision.models.resnet50(), (3, 224, 224))
+    assert r.is_global and r.global_axes == (True, True) and r.grid == (1, 1)
+    assert r.input_box() == ((0, 224), (0, 224))
+    layer4 = r.layer("layer4_2_relu_2")
+    # torchvision's ResNet-50 (v1.5, stride in the 3x3 conv): RF 427, jump 32, padding 213
+    # By hand (Araujo's recursion): stem conv 7/2 p3 -> RF 7, J 2, P 3; maxpool 3/2 p1 ->
+    # 11, 4, 5; layer1 3 blocks +2*4 each -> 35, P 17; layer2 +2*4 (stride in the 3x3),
+    # J 8, then 3x +2*8 -> 91, P 45; layer3 +2*8, J 16, 5x +2*16 -> 267, P 133;
+    # layer4 +2*16, J 32, 2x +2*32 -> 427, P 213.
+    assert layer4.receptive_field == (427, 427)
+    assert layer4.stride == (32, 32) and layer4.padding == (213, 213)
+    # the shortest path skips every block through the (1x1 or identity) shortcuts
+    assert layer4.min_receptive_field == (11, 11) and layer4.aligned is True
+
+
+# -- hand-checked models -----------------------------------------------------------------
+
+
+class Functional(nn.Module):
+    """Functional ops and methods: F.conv2d, F.max_pool2d, pad, slicing, view, cat."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = nn.Parameter(torch.randn(4, 2, 3, 3))
+
+    def forward(self, x):
+        y = F.conv2d(x, self.w, padding=1)  # RF 3
+        y = F.max_pool2d(y, 2)  # RF 4, jump 2
+        y = F.pad(y, (1, 1, 1, 1))
+        y = y[:, :, 1:-1, 1:-1]  # pad then crop back: no change
+        z = torch.cat([y, y.flip(1)], dim=1).view(y.shape[0], -1, *y.shape[2:])
+        return F.avg_pool2d(z, 3, stride=1, padding=1)  # RF 4 + 2*2 = 8
+
+
+def test_functional_ops_by_hand():
+    r = assert_matches_gradient(Functional(), (2, 12, 10))
+    assert r.receptive_field == (8, 8) and r.stride == (2, 2) and r.padding == (3, 3)
+
+
+def test_audio_1d_model():
+    net = nn.Sequential(
+        nn.Conv1d(1, 4, 11, stride=5, padding=5),
+        nn.ReLU(),
+        *[nn.Conv1d(4, 4, 3, padding=d, dilation=d) for d in (1, 2, 4, 8)],
+    )
+    r = assert_matches_gradient(net, (1, 400))
+    assert r.receptive_field == (11 + 2 * 5 * (1 + 2 + 4 + 8),)
+    assert r.stride == (5,) and r.padding == (5 + 5 * 15,)
+
+
+def test_video_3d_model_non_cubic():
+    net = nn.Sequential(
+        nn.Conv3d(3, 4, (3, 7, 7), stride=(1, 2, 2), padding=(1, 3, 3)),
+        nn.MaxPool3d((1, 3, 3), stride=(1, 2, 2), padding=(0, 1, 1)),
+        nn.Conv3d(4, 4, 3, padding="same"),
+    )
+    r = assert_matches_gradient(net, (3, 6, 20, 14))
+    assert r.receptive_field == (5, 7 + 2 * 2 + 2 * 4, 7 + 2 * 2 + 2 * 4)
+    assert r.stride == (1, 4, 4)
+
+
+def test_input_smaller_than_the_receptive_field():
+    net = nn.Sequential(*[nn.Conv2d(1, 1, 5, padding=2) for _ in range(4)])
+    r = assert_matches_gradient(net, (1, 6, 9))
+    assert r.receptive_field == (17, 17)
+    assert r.input_box((0, 0)) == ((0, 6), (0, 9))  # the whole (small) input
+
+
+class Misaligned(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Conv1d(1, 1, 3, padding=1)
+        self.b = nn.Conv1d(1, 1, 5, padding=1)  # centre shifted by one
+
+    def forward(self, x):
+        return self.a(x)[..., :-2] + self.b(x)
+
+
+def test_misaligned_model_is_reported_not_crashed():
+    r = assert_matches_gradient(Misaligned(), (1, 16))
+    assert r.aligned is False
+    assert r.min_receptive_field == (3,) and r.max_path_receptive_field == (5,)
+    assert r.input_box((4,), clip=False) == ((3, 8),)
+
+
+class TwoOutputs(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(1, 2, 3, padding=1)
+        self.head = nn.Conv2d(2, 2, 3, stride=2, padding=1)
+
+    def forward(self, x):
+        y = self.stem(x)
+        return {"fine": y, "coarse": self.head(y)}
+
+
+def test_multiple_outputs():
+    r = model_rf(TwoOutputs(), (1, 16, 16))
+    assert r.outputs == ("stem", "head")
+    assert r.node == "stem" and r.receptive_field == (3, 3)
+    head = model_rf(TwoOutputs(), (1, 16, 16), layer="head")
+    assert head.receptive_field == (5, 5) and head.stride == (2, 2)  # 3 + (3 - 1) * 1
+
+
+def test_upsampling_unet_like_model():
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.down = nn.Conv2d(1, 2, 3, stride=2, padding=1)
+            self.up = nn.ConvTranspose2d(2, 1, 4, stride=2, padding=1)
+            self.fuse = nn.Conv2d(3, 1, 3, padding=1)
+
+        def forward(self, x):
+            d = self.down(x)
+            u = F.interpolate(d, scale_factor=2, mode="bilinear")
+            return self.fuse(torch.cat([x + self.up(d), u], 1))
+
+    r = assert_matches_gradient(Net(), (1, 12, 10))
+    assert r.stride == (1, 1) and r.exact
+
+
+# -- unknown ops, untraceable models, methods --------------------------------------------
+
+
+class Roll(nn.Module):
+    def forward(self, x):
+        return torch.roll(x, 2, dims=-1)
+
+
+def test_unknown_op_is_measured_and_flagged():
+    net = nn.Sequential(nn.Conv1d(1, 1, 3, padding=1), Roll(), nn.Conv1d(1, 1, 3, padding=1))
+    r = assert_matches_gradient(net, (1, 12), units=[(u,) for u in range(12)])
+    assert not r.exact and r.method == "mixed"
+    assert r.measured_nodes == ("roll",)
+    assert any("roll" in note and "measured" in note for note in r.notes)
+    assert [row.measured for row in r.layers] == [False, False, True, False]
+    with pytest.raises(UnsupportedLayerError, match="roll"):
+        model_rf(net, (1, 12), method="analytic")
+
+
+class DataDependent(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 1, 3, padding=1)
+
+    def forward(self, x):
+        if x.sum() > 1e9:  # control flow on values: torch.fx cannot trace this
+            return x
+        return self.conv(self.conv(x))
+
+
+def test_untraceable_model_is_measured_as_a_whole():
+    r = model_rf(DataDependent(), (1, 16, 16))
+    assert r.method == "measured" and not r.exact
+    assert r.receptive_field == (5, 5) and r.stride == (1, 1) and r.padding == (2, 2)
+    assert any("cannot trace" in note for note in r.notes)
+    assert r.input_box((0, 15)) == ((0, 3), (13, 16))
+    with pytest.raises(ModelError, match="cannot trace"):
+        model_rf(DataDependent(), (1, 16, 16), method=Method.ANALYTIC)
+
+
+def test_untraceable_submodule_is_measured_as_one_op():
+    net = nn.Sequential(nn.Conv2d(1, 1, 3, padding=1), DataDependent(), nn.MaxPool2d(2))
+    r = assert_matches_gradient(net, (1, 12, 12))
+    assert r.measured_nodes == ("_1",)
+    assert any("cannot be traced" in note for note in r.notes)
+
+
+def test_method_measure():
+    r = model_rf(nn.Conv2d(1, 1, 3, stride=2, padding=1), (1, 15, 15), method="measure")
+    assert r.method == "measured"
+    assert (r.receptive_field, r.stride, r.padding) == ((3, 3), (2, 2), (1, 1))
+    with pytest.raises(InvalidSpecError, match="method must be one of"):
+        model_rf(nn.Conv2d(1, 1, 3), (1, 8, 8), method="guess")
+
+
+# -- layers, errors, and leaving the model alone -----------------------------------------
+
+
+def test_layer_by_node_or_module_name():
+    model = torchvision.models.resnet18()
+    by_module = model_rf(model, (3, 64, 64), "layer1.0")
+    by_node = model_rf(model, (3, 64, 64), by_module.node)
+    assert by_module.node == "layer1_0_relu_1" and by_node == by_module
+    assert model_rf(model, (3, 64, 64), "layer1.0.conv1").node == "layer1_0_conv1"
+    with pytest.raises(InvalidSpecError, match="did you mean 'layer1'"):
+        model_rf(model, (3, 64, 64), "layer1x")
+
+
+def test_errors():
+    conv = nn.Conv2d(3, 1, 3)
+    with pytest.raises(ModelError, match=r"must be a torch\.nn\.Module"):
+        model_rf(lambda x: x, (3, 8, 8))
+    with pytest.raises(ModelError, match=r"input size must be positive integers C,L \(1D\)"):
+        model_rf(conv, (3, 8, 8, 8, 8))
+    with pytest.raises(ModelError, match=r"forward failed on input size \[1, 8, 8\]"):
+        model_rf(conv, (1, 8, 8))
+    with pytest.raises(ModelError, match="does not depend on its input"):
+        model_rf(_Constant(), (1, 8))
+
+
+class _Constant(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.bias = nn.Parameter(torch.zeros(3))
+
+    def forward(self, x):
+        return self.bias * 2
+
+
+def test_model_is_left_untouched():
+    model = torchvision.models.resnet18()
+    model.train()
+    model.layer1.eval()  # a mix of modes must survive
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    modes = [m.training for m in model.modules()]
+    grads = [p.requires_grad for p in model.parameters()]
+    model_rf(model, (3, 32, 32))
+    model_rf(model, (3, 32, 32), method="measure")
+    assert [m.training for m in model.modules()] == modes
+    assert [p.requires_grad for p in model.parameters()] == grads
+    after = model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert all(p.grad is None for p in model.parameters())
+    assert not any(m._forward_hooks for m in model.modules())
+
+
+@pytest.mark.parametrize(
+    ("name", "size"),
+    [("resnet18", (3, 37, 45)), ("mobilenet_v2", (3, 33, 40)), ("inception_v3", (3, 80, 91))],
+)
+def test_meta_shape_propagation_equals_a_real_forward(name, size):
+    # Shapes are propagated on meta tensors, with documented formulas for conv/pool/linear
+    # modules; a real forward pass must give the very same graph.
+    import rfmap.trace as trace_module
+
+    kwargs = {"aux_logits": False, "init_weights": False} if name == "inception_v3" else {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        model = getattr(torchvision.models, name)(**kwargs).eval()
+    root, graph, opaque = trace_module._trace(model)
+    x = torch.randn(1, *size)
+    real = trace_module._run(root, graph, x, size, opaque, Method.AUTO, on_meta=False)
+    meta = trace_module.trace_model(model, size)
+    assert list(meta.graph.nodes) == list(real.graph.nodes)
+    assert list(meta.graph.nodes.values()) == list(real.graph.nodes.values())
+
+
+def test_ceil_mode_pools_and_padding_modes_have_the_real_shapes():
+    net = nn.Sequential(
+        nn.Conv2d(1, 2, (3, 2), stride=(2, 3), padding=(1, 0), dilation=(1, 2)),
+        nn.MaxPool2d(3, stride=2, padding=1, dilation=1, ceil_mode=True),
+        nn.AvgPool2d(2, stride=3, ceil_mode=True),
+        nn.Conv2d(2, 2, 3, padding="same", padding_mode="reflect"),
+        nn.ConvTranspose2d(2, 1, 3, stride=2, padding=1, output_padding=1),
+        nn.Flatten(),
+    )
+    import rfmap.trace as trace_module
+
+    for size in [(1, 23, 29), (1, 24, 30), (1, 31, 23), (1, 40, 41)]:
+        root, graph, opaque = trace_module._trace(net)
+        real = trace_module._run(
+            root, graph, torch.randn(1, *size), size, opaque, Method.AUTO, on_meta=False
+        )
+        meta = trace_module.trace_model(net, size)
+        assert list(meta.graph.nodes.values()) == list(real.graph.nodes.values())
