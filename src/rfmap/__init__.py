@@ -14,46 +14,75 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from .design import DesignResult, design
 from .errors import (
     InvalidSpecError,
     MapTooLargeError,
     ModelError,
     RFMapError,
+    SearchTooLargeError,
     UnsupportedLayerError,
 )
+from .gridding import Comparison, GriddingReport, check, compare, gridding_free
 from .paths import PathMap, axis_counts, path_counts, path_map, stack_path_map
+from .receptive import ReceptiveField, layers_rf
 from .specs import ConvLayer, conv_stack, parse_schedule, receptive_field_size
+from .tcn import TCNResult, tcn
 
 __version__ = "0.1.0"
 
 # Names served lazily from modules that import matplotlib or torch: name -> module.
 _LAZY = {
     "plot_map": "plot",
+    "plot_compare": "plot",
     "gallery": "plot",
     "animate_schedule": "plot",
     "autograd_path_counts": "gradient",
+    "model_rf": "trace",
+    "measure_rf": "measure",
+    "ExplorerPage": "html",
+    "explorer": "html",
+    "explorer_html": "html",
 }
 
 __all__ = [
+    "Comparison",
     "ConvLayer",
+    "DesignResult",
+    "ExplorerPage",
+    "GriddingReport",
     "InvalidSpecError",
     "MapTooLargeError",
     "ModelError",
     "PathMap",
     "RFMapError",
+    "ReceptiveField",
+    "SearchTooLargeError",
+    "TCNResult",
     "UnsupportedLayerError",
     "__version__",
     "animate_schedule",
     "autograd_path_counts",
     "axis_counts",
+    "check",
+    "compare",
     "conv_stack",
+    "design",
+    "explorer",
+    "explorer_html",
     "gallery",
+    "gridding_free",
+    "layers_rf",
+    "measure_rf",
+    "model_rf",
     "parse_schedule",
     "path_counts",
     "path_map",
+    "plot_compare",
     "plot_map",
     "receptive_field_size",
     "stack_path_map",
+    "tcn",
 ]
 
 

@@ -12,6 +12,7 @@ __all__ = [
     "MapTooLargeError",
     "ModelError",
     "RFMapError",
+    "SearchTooLargeError",
     "UnsupportedLayerError",
 ]
 
@@ -34,3 +35,7 @@ class UnsupportedLayerError(RFMapError):
 
 class ModelError(RFMapError):
     """A model could not be loaded, built or run."""
+
+
+class SearchTooLargeError(RFMapError):
+    """A search (e.g. schedule design) would exceed its budget; raised instead of running on."""

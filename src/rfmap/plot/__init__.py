@@ -6,10 +6,12 @@ optional ``ax`` and returns what it drew on, and files are written atomically.
 One module per kind of figure:
 
 - :mod:`rfmap.plot.maps`: path-count maps, animations and the seed gallery.
+- :mod:`rfmap.plot.compare`: schedules side by side, gridding reports, TCN maps.
 """
 
 from __future__ import annotations
 
+from .compare import comparison_rows, plot_compare, plot_report, plot_tcn
 from .maps import (
     FIBONACCI,
     FIGURE_SUFFIXES,
@@ -37,11 +39,15 @@ __all__ = [
     "Scale",
     "animate_schedule",
     "animation_frames",
+    "comparison_rows",
     "default_figsize",
     "figure_png",
     "gallery",
     "new_figure",
+    "plot_compare",
     "plot_map",
+    "plot_report",
+    "plot_tcn",
     "save_figure",
     "save_gif",
 ]
