@@ -1,0 +1,881 @@
+"""The explorer page in a real browser: headless Debian Chromium driven by Playwright.
+
+The oracle is the Python engine: every count the page shows or exports must equal
+``rfmap.path_map(...).to_dict()`` / ``rfmap map --json`` exactly (as text, so BigInt
+counts past 2**53 are compared digit for digit), and, for small stacks, a brute-force
+enumeration of paths that shares no code with either.  Every test also asserts that no
+request left the page and no console error or warning appeared.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import threading
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+
+pytest.importorskip(
+    "playwright.sync_api", reason="the browser tests need Playwright: pip install playwright"
+)
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from browser_fixtures import ARTIFACTS, CHROMIUM, Tab, fragment, launch_chromium
+from oracles import brute_force_counts
+from rfmap import RFMapError, conv_stack, path_map
+from rfmap.cli import main
+from rfmap.gridding import check
+from rfmap.html import PRESETS, explorer, explorer_server
+
+if CHROMIUM is None:
+    pytest.skip(
+        "the browser tests need Chromium: apt-get install -y chromium", allow_module_level=True
+    )
+
+pytestmark = pytest.mark.browser
+
+
+# --------------------------------------------------------------------------------------
+# fixtures
+# --------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = launch_chromium(playwright)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture(scope="module")
+def page_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    path = tmp_path_factory.mktemp("explorer") / "explorer.html"
+    explorer([1, 2, 4], size=21).save(path)
+    return path.as_uri()
+
+
+def _assert_clean(tab: Tab) -> None:
+    assert tab.foreign_requests() == []
+    assert tab.console_errors() == []
+
+
+@pytest.fixture
+def tab(browser: Any, page_url: str) -> Iterator[Tab]:
+    t = Tab(browser, page_url, viewport={"width": 1366, "height": 768})
+    t.open()
+    yield t
+    _assert_clean(t)
+    t.close()
+
+
+@pytest.fixture(scope="module")
+def shared_tab(browser: Any, page_url: str) -> Iterator[Tab]:
+    """One page reused by the property tests (switching views through the URL)."""
+    t = Tab(browser, page_url, viewport={"width": 1200, "height": 800})
+    t.open()
+    yield t
+    _assert_clean(t)
+    t.close()
+
+
+# --------------------------------------------------------------------------------------
+# the Python side
+# --------------------------------------------------------------------------------------
+
+
+def python_json(
+    dilations: list[int],
+    kernel: int | list[int] = 3,
+    size: int = 21,
+    ndim: int = 2,
+    padding: str = "same",
+) -> str:
+    """What ``rfmap map --json`` prints (without the newline), or the error message."""
+    try:
+        pmap = path_map(dilations, size=size, kernel_size=kernel, ndim=ndim, padding=padding)
+    except RFMapError as exc:
+        return f"error: {exc}"
+    return json.dumps(pmap.to_dict())
+
+
+def page_json(t: Tab, frag: str) -> str:
+    error = t.show(frag)
+    if error is not None:
+        return f"error: {error}"
+    return t.map_json()
+
+
+def cli_json(argv: list[str]) -> str:
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main(argv) == 0
+    return out.getvalue()
+
+
+# --------------------------------------------------------------------------------------
+# exact counts
+# --------------------------------------------------------------------------------------
+
+EXACT_CASES = [
+    # the seed notebook's schedules
+    ([1, 1, 1], 3, 21, 2, "same"),
+    ([2, 2, 2], 3, 21, 2, "same"),
+    ([2, 2, 2, 2], 3, 21, 2, "same"),
+    ([1, 2, 4], 3, 21, 2, "same"),
+    ([1, 1, 2], 3, 21, 2, "same"),
+    ([1, 1, 2, 3, 5], 3, 21, 2, "same"),
+    # even kernels: 'same' pads d*(K-1)//2 on the left, the rest on the right
+    ([1, 2, 3], 2, 16, 2, "same"),
+    ([3, 1, 2], 4, 20, 2, "same"),
+    ([1, 2, 5], [2, 3, 4], 19, 2, "same"),
+    ([5], 2, 7, 1, "same"),
+    # other paddings, 1D
+    ([1, 2, 4, 8], 2, 40, 1, "causal"),
+    ([1, 2], 3, 12, 2, "valid"),
+    ([1, 3, 1], [3, 1, 5], 30, 1, "valid"),
+    # the unit at an edge of the padding: no path survives at all
+    ([10], 2, 5, 2, "same"),
+    # factors below 2**53 whose products are not (and pass 2**63: Python ints)
+    ([1] * 12, 5, 31, 2, "same"),
+    ([1] * 20, 3, 45, 2, "same"),
+    # factors past 2**53: BigInt in the page, object arrays in numpy
+    ([1] * 20, 16, 41, 2, "same"),
+    ([1, 2, 3] * 8, 7, 64, 1, "same"),
+    ([1] * 40, 3, 81, 1, "causal"),
+]
+
+
+@pytest.mark.parametrize(("dilations", "kernel", "size", "ndim", "padding"), EXACT_CASES)
+def test_counts_equal_the_python_engine_exactly(
+    shared_tab: Tab, dilations: list[int], kernel: Any, size: int, ndim: int, padding: str
+) -> None:
+    expected = python_json(dilations, kernel, size, ndim, padding)
+    assert not expected.startswith("error")
+    got = page_json(shared_tab, fragment(dilations, kernel, size, ndim, padding))
+    assert got == expected  # the same text: every count digit for digit
+    assert json.loads(got) == json.loads(expected)
+
+
+def test_bigint_counts_really_pass_2_to_the_53(shared_tab: Tab) -> None:
+    data = json.loads(page_json(shared_tab, fragment([1] * 20, 16, 41, 2)))
+    assert data["max"] > 2**53 and isinstance(data["max"], int)
+    assert data["max"] == max(max(row) for row in data["counts"])
+    assert data["total"] == sum(sum(row) for row in data["counts"])
+    # the centre is the sum over paths of the product of the two axes' counts
+    centre = data["counts"][20][20]
+    pm = path_map([1] * 20, size=41, kernel_size=16)
+    assert centre == int(pm.factors[0][20]) * int(pm.factors[1][20])
+    assert shared_tab.js("() => rfmapExplorer.cellCount(20, 20)") == str(centre)
+
+
+BRUTE_CASES = [
+    ([1, 2], 3, 9, 2, "same"),
+    ([2, 1], 2, 8, 2, "same"),
+    ([1, 3], 4, 12, 1, "same"),
+    ([2, 2], 3, 10, 2, "valid"),
+    ([1, 2, 1], 2, 9, 1, "causal"),
+    ([3, 1], [2, 3], 7, 2, "same"),
+]
+
+
+@pytest.mark.parametrize(("dilations", "kernel", "size", "ndim", "padding"), BRUTE_CASES)
+def test_counts_equal_brute_force_path_enumeration(
+    shared_tab: Tab, dilations: list[int], kernel: Any, size: int, ndim: int, padding: str
+) -> None:
+    layers = conv_stack(dilations, kernel, ndim=ndim, padding=padding)
+    data = json.loads(page_json(shared_tab, fragment(dilations, kernel, size, ndim, padding)))
+    expected = brute_force_counts(layers, (size,) * ndim, data["unit"])
+    assert np.array(data["counts"], dtype=object).tolist() == expected.tolist()
+
+
+schedules = st.integers(1, 6).flatmap(
+    lambda n: st.tuples(
+        st.lists(st.integers(1, 7), min_size=n, max_size=n),
+        st.one_of(st.integers(1, 5), st.lists(st.integers(1, 5), min_size=n, max_size=n)),
+    )
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    schedule=schedules,
+    size=st.integers(1, 40),
+    ndim=st.sampled_from([1, 2]),
+    padding=st.sampled_from(["same", "valid", "causal"]),
+)
+def test_random_schedules_match_python_or_fail_alike(
+    shared_tab: Tab, schedule: Any, size: int, ndim: int, padding: str
+) -> None:
+    dilations, kernel = schedule
+    if isinstance(kernel, list) and len(set(kernel)) == 1:
+        kernel = kernel[0]
+    expected = python_json(dilations, kernel, size, ndim, padding)
+    got = page_json(shared_tab, fragment(dilations, kernel, size, ndim, padding))
+    if expected.startswith("error"):
+        # the page keeps the last valid view and says why, in rfmap's words
+        assert got.startswith("error") and expected[len("error: ") :] in got
+        recover = fragment([1], 3, 5, 1)
+        if shared_tab.hash() == recover:
+            recover = fragment([1], 3, 6, 1)
+        assert shared_tab.show(recover) is None
+    else:
+        assert got == expected
+
+
+@pytest.mark.parametrize("preset", PRESETS, ids=[p.id for p in PRESETS])
+def test_each_preset_equals_the_python_engine(shared_tab: Tab, preset: Any) -> None:
+    shared_tab.page.select_option("#preset", preset.id)
+    state = shared_tab.state()
+    depth = preset.depth or len(preset.dilations)
+    assert [layer["d"] for layer in state["layers"]] == list(preset.dilations)
+    assert state["depth"] == depth
+    kernels = (
+        [preset.kernel] * len(preset.dilations)
+        if isinstance(preset.kernel, int)
+        else list(preset.kernel)
+    )
+    expected = python_json(
+        list(preset.dilations[:depth]), kernels[:depth], preset.size, preset.ndim, preset.padding
+    )
+    assert shared_tab.map_json() == expected
+    assert shared_tab.page.input_value("#preset") == preset.id
+
+
+@pytest.mark.parametrize(
+    ("preset_id", "field"),
+    [
+        ("yu-koltun", 67),  # Yu & Koltun 2016, Table 1
+        ("wavenet-1", 1024),  # van den Oord et al. 2016: 1..512 gives 1024
+        ("wavenet-3", 3 * 1023 + 1),
+        ("powers-3", 81),
+    ],
+)
+def test_presets_have_their_published_receptive_fields(
+    shared_tab: Tab, preset_id: str, field: int
+) -> None:
+    shared_tab.page.select_option("#preset", preset_id)
+    data = json.loads(shared_tab.map_json(counts=False))
+    assert data["receptive_field"][0] == field
+    shown = shared_tab.page.text_content('#map-stats dd[data-key="receptive_field"]')
+    assert shown is not None and shown.split(" × ")[0] == str(field)
+
+
+def test_powers_of_three_reach_every_offset_exactly_once(shared_tab: Tab) -> None:
+    shared_tab.page.select_option("#preset", "powers-3")
+    data = json.loads(shared_tab.map_json(counts=False))
+    assert data["max"] == 1 and data["support"] == 81 * 81 == data["total"]
+
+
+# --------------------------------------------------------------------------------------
+# the gridding check: rfmap.gridding.check(...).to_dict(), reimplemented in the page
+# --------------------------------------------------------------------------------------
+
+
+def page_check(t: Tab, dilations: list[int], kernel: Any, ndim: int, padding: str) -> str:
+    kernels = [kernel] * len(dilations) if isinstance(kernel, int) else list(kernel)
+    layers = [{"d": d, "k": k} for d, k in zip(dilations, kernels, strict=True)]
+    return t.js("([l, n, p]) => rfmapExplorer.checkSchedule(l, n, p)", [layers, ndim, padding])
+
+
+def python_check(dilations: list[int], kernel: Any, ndim: int, padding: str) -> str:
+    return json.dumps(check(dilations, kernel, ndim=ndim, padding=padding).to_dict())
+
+
+CHECK_CASES = [
+    ([1, 2, 4], 3, 2, "same"),
+    ([1, 2, 5], 3, 2, "same"),  # Wang et al.: HDC passes, gridding-free
+    ([2, 4, 8], 3, 2, "same"),  # Wang et al.: a common factor, gridding
+    ([2, 2, 2], 3, 2, "same"),  # the rule passes but it grids: they disagree
+    ([1, 2, 9], 3, 1, "same"),
+    ([1, 4, 2], 3, 1, "same"),  # holes after layer 2, none after layer 3
+    ([1, 1, 2, 3, 5], 3, 2, "same"),
+    ([1, 2, 3], [3, 3, 2], 2, "same"),  # no HDC verdict, no suggestion: kernels differ
+    ([1], 3, 2, "same"),  # HDC needs two layers
+    ([2, 4], 2, 1, "causal"),
+    ([1, 2, 4, 8], 2, 1, "valid"),
+    ([3, 9, 27], 3, 2, "same"),
+    ([4, 4, 4, 4, 4, 4], 4, 2, "same"),
+    ([1, 1, 2, 4, 8, 16, 1, 1], [3, 3, 3, 3, 3, 3, 3, 1], 2, "same"),  # Yu & Koltun
+    ([7] * 12, 2, 1, "causal"),  # the suggestion adds layers
+    ([2] * 20, 16, 2, "same"),  # 16**40 paths: BigInt ratios, object arrays in numpy
+    ([1, 2, 4, 8, 16, 32, 64, 128, 256, 512] * 3, 2, 1, "causal"),  # WaveNet
+]
+
+
+@pytest.mark.parametrize(("dilations", "kernel", "ndim", "padding"), CHECK_CASES)
+def test_check_equals_rfmap_check_exactly(
+    shared_tab: Tab, dilations: list[int], kernel: Any, ndim: int, padding: str
+) -> None:
+    expected = python_check(dilations, kernel, ndim, padding)
+    assert page_check(shared_tab, dilations, kernel, ndim, padding) == expected
+
+
+def test_check_covers_both_hdc_disagreements() -> None:
+    """The cases above include a schedule the rule wrongly passes (the oracle's own data)."""
+    verdicts = {
+        tuple(d): check(d, k, ndim=n).to_dict()["hdc"]["agrees"] for d, k, n, _ in CHECK_CASES
+    }
+    assert verdicts[(2, 2, 2)] is False and verdicts[(1, 2, 5)] is True
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    schedule=st.integers(1, 7).flatmap(
+        lambda n: st.tuples(
+            st.lists(st.integers(1, 12), min_size=n, max_size=n),
+            st.one_of(st.integers(1, 5), st.lists(st.integers(1, 4), min_size=n, max_size=n)),
+        )
+    ),
+    ndim=st.sampled_from([1, 2]),
+    padding=st.sampled_from(["same", "valid", "causal"]),
+)
+def test_random_checks_equal_rfmap_check(
+    shared_tab: Tab, schedule: Any, ndim: int, padding: str
+) -> None:
+    dilations, kernel = schedule
+    expected = python_check(dilations, kernel, ndim, padding)
+    assert page_check(shared_tab, dilations, kernel, ndim, padding) == expected
+
+
+def panel_lines(t: Tab) -> dict[str, str]:
+    """The report lines the panel shows, keyed by their data-line (× written as x)."""
+    lines = t.page.eval_on_selector_all(
+        ".panel [data-line]",
+        "els => els.map(e => [e.dataset.line, e.firstChild.textContent])",
+    )
+    return {key: text.replace(" × ", " x ").strip() for key, text in lines}
+
+
+def cli_lines(dilations: list[int], kernel: Any, ndim: int, padding: str) -> dict[str, str]:
+    """The same lines from ``rfmap check``'s text (rfmap.cli.gridding.format_report)."""
+    from rfmap.cli.gridding import format_report
+
+    text = format_report(check(dilations, kernel, ndim=ndim, padding=padding))
+    out: dict[str, str] = {}
+    for raw in text.splitlines()[1:]:
+        line = raw.strip()
+        if line.startswith("verdict: "):
+            out["verdict"] = line.split(" - ", 1)[1]
+        elif line.startswith("why: "):
+            out["why"] = line
+        elif line.startswith("in the given order"):
+            out["order"] = line
+        elif line.startswith("HDC rule"):
+            out["hdc"] = line.split(": ", 1)[1]
+        elif line.startswith("the rule "):
+            out["agrees"] = line
+        elif line.startswith(("fix: ", "no fix suggested")):
+            out["fix"] = line
+        elif line.startswith(("field ", "every axis: ")):
+            out["axis"] = line
+        elif line.startswith("evenness: "):
+            out["evenness"] = line
+        else:  # pragma: no cover - a line this test does not know yet
+            raise AssertionError(f"unexpected rfmap check line: {line!r}")
+    return out
+
+
+PANEL_CASES = [
+    ([2, 2, 2], 3, 2, "same"),
+    ([1, 2, 9], 3, 1, "same"),
+    ([1, 4, 2], 3, 1, "same"),
+    ([2, 4, 8], 3, 2, "same"),
+    ([1, 2, 5], 3, 2, "same"),
+    ([1, 2, 3], [3, 3, 2], 2, "same"),
+    ([1], 3, 1, "same"),
+    ([7] * 12, 2, 1, "causal"),
+    ([3] * 30, 3, 1, "same"),  # more than 24 holes: the list is cut
+    ([1, 1, 2, 4, 8, 16, 1, 1], [3, 3, 3, 3, 3, 3, 3, 1], 2, "same"),
+]
+
+
+@pytest.mark.parametrize(("dilations", "kernel", "ndim", "padding"), PANEL_CASES)
+def test_the_panel_says_what_rfmap_check_says(
+    shared_tab: Tab, dilations: list[int], kernel: Any, ndim: int, padding: str
+) -> None:
+    shared_tab.show(fragment(dilations, kernel, max(41, 1 + sum(dilations) * 4), ndim, padding))
+    shown = panel_lines(shared_tab)
+    expected = cli_lines(dilations, kernel, ndim, padding)
+    evenness = expected.pop("evenness", None)
+    assert shown == expected
+    report = check(dilations, kernel, ndim=ndim, padding=padding)
+    value = lambda key: shared_tab.page.text_content(f'#metrics [data-key="{key}"]')  # noqa: E731
+    if evenness is not None:  # evenness: peak/mean P, min/max M, ERF std S, T paths
+        assert f"peak/mean {value('peak_to_mean')}, min/max {value('min_nonzero_to_max')}, " in (
+            evenness
+        )
+        assert evenness.endswith(f", ERF std {value('erf_std')}, {value('total_paths')} paths")
+    if report.holes is not None:
+        assert value("holes") == f"{report.holes:,}"
+        assert value("coverage") == f"{report.coverage:.1%}"
+
+
+def test_the_panel_shows_the_check_of_the_view(tab: Tab) -> None:
+    page = tab.page
+    tab.show(fragment([1, 2, 9], 3, 41, 1))
+    assert json.loads(tab.js("() => rfmapExplorer.check()")) == check([1, 2, 9], ndim=1).to_dict()
+    assert page.text_content('.panel [data-key="gridding_free"]') == "✗ Gridding"
+    # the slider shows the check of the layers on view: (1, 2) does not grid
+    page.focus("#depth")
+    page.keyboard.press("ArrowLeft")
+    assert json.loads(tab.js("() => rfmapExplorer.check()")) == check([1, 2], ndim=1).to_dict()
+    assert page.text_content('.panel [data-key="gridding_free"]') == "✓ Gridding-free"
+    # the rule and the truth disagree on (2, 2, 2): the page says so, in red
+    tab.show(fragment([2, 2, 2], 3, 21))
+    assert page.get_attribute('.panel [data-line="agrees"]', "class") == "disagree"
+
+
+def test_applying_the_suggested_fix(tab: Tab) -> None:
+    tab.show(fragment([2, 2, 2, 2], 3, 21))
+    suggestion = check([2, 2, 2, 2]).to_dict()["suggestion"]
+    tab.page.click("#apply-fix")
+    assert [x["d"] for x in tab.state()["layers"]] == suggestion["dilations"]
+    assert tab.page.text_content('.panel [data-key="gridding_free"]') == "✓ Gridding-free"
+    assert tab.map_json() == python_json(suggestion["dilations"])
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    x=st.one_of(
+        st.floats(0, 1e6, allow_nan=False),
+        st.floats(1e-9, 1e-3),
+        st.sampled_from([0.0, 0.125, 1.125, 2.5, 0.1225, 0.29, 1e16, 999.5, 0.00999, 9.995]),
+    ),
+    n=st.integers(0, 10**30),
+)
+def test_numbers_are_formatted_like_python(shared_tab: Tab, x: float, n: int) -> None:
+    assert shared_tab.js("([x, n]) => rfmapExplorer.formats(x, n)", [x, str(n)]) == [
+        f"{x:.3g}",
+        f"{x:.1%}",
+        f"{n:,}",
+    ]
+
+
+# --------------------------------------------------------------------------------------
+# the UI: typing, the layer table, hover, keyboard, slider
+# --------------------------------------------------------------------------------------
+
+
+def test_typing_a_schedule_exports_the_cli_json(tab: Tab) -> None:
+    page = tab.page
+    page.fill("#dilations-text", "2, 3,5")
+    page.fill("#kernels-text", "2")
+    page.fill("#size", "25")
+    page.click("label[for=ndim-1]")
+    page.select_option("#padding", "causal")
+    assert tab.error() is None
+    with page.expect_download() as info:
+        page.click("#export-json")
+    download = info.value
+    assert download.suggested_filename == "rfmap-2-3-5-1d.json"
+    exported = download.path().read_text(encoding="utf-8")
+    expected = cli_json(
+        ["map", "2,3,5", "--kernel", "2", "--size", "25", "--ndim", "1", "--causal", "--json"]
+    )
+    assert exported == expected
+    assert tab.hash() == fragment([2, 3, 5], 2, 25, 1, "causal")
+
+
+def test_layer_table_add_edit_and_remove(tab: Tab) -> None:
+    page = tab.page
+    page.click("#add-layer")  # copies the last layer and focuses its dilation
+    assert page.evaluate("document.activeElement.getAttribute('aria-label')") == (
+        "dilation of layer 4"
+    )
+    page.keyboard.type("8")  # the field is selected, so this replaces the 4
+    page.fill("tbody tr:nth-child(2) input[data-field=k]", "2")
+    assert [(x["d"], x["k"]) for x in tab.state()["layers"]] == [(1, 3), (2, 2), (4, 3), (8, 3)]
+    assert page.input_value("#dilations-text") == "1, 2, 4, 8"
+    assert page.input_value("#kernels-text") == "3, 2, 3, 3"
+    assert tab.map_json() == python_json([1, 2, 4, 8], [3, 2, 3, 3])
+    page.click("button[aria-label='remove layer 1']")
+    assert tab.map_json() == python_json([2, 4, 8], [2, 3, 3])
+    fields = page.eval_on_selector_all("td.rf", "cells => cells.map(c => c.textContent)")
+    assert fields == ["3", "11", "27"]  # 1 + sum d*(k-1), layer by layer
+    # Enter in the last row adds a layer
+    page.focus("tbody tr:last-child input[data-field=d]")
+    page.keyboard.press("Enter")
+    assert len(tab.state()["layers"]) == 4
+
+
+def test_hover_shows_offset_and_exact_count(tab: Tab) -> None:
+    page = tab.page
+    tab.show(fragment([1, 2, 4], 3, 21))
+    counts = path_map([1, 2, 4], size=21).counts
+    for i, j in [(10, 10), (7, 12), (3, 3), (0, 20), (17, 9)]:
+        point = tab.js("([i, j]) => rfmapExplorer.cellPoint(i, j)", [i, j])
+        page.mouse.move(point["x"], point["y"])
+        readout = page.locator("#readout")
+        assert readout.get_attribute("data-cell") == f"{i},{j}"
+        assert readout.get_attribute("data-count") == str(counts[i, j])
+        text = readout.inner_text()
+        sign = lambda x: f"+{x}" if x > 0 else (f"−{-x}" if x < 0 else "0")  # noqa: E731
+        assert f"offset ({sign(i - 10)}, {sign(j - 10)})" in text
+        assert f"{counts[i, j]} path" in text
+        assert ("a hole of the field" in text) is False  # (1, 2, 4) has no holes
+    # (2, 2, 2) grids: a zero inside the field is a hole, a zero outside is not
+    tab.show(fragment([2, 2, 2], 3, 21))
+    for (i, j), hole in {(10, 11): True, (4, 5): True, (2, 10): False, (10, 10): False}.items():
+        point = tab.js("([i, j]) => rfmapExplorer.cellPoint(i, j)", [i, j])
+        page.mouse.move(point["x"], point["y"])
+        assert ("a hole of the field" in page.locator("#readout").inner_text()) is hole, (i, j)
+
+
+def test_hover_in_1d_and_on_bigint_counts(tab: Tab) -> None:
+    page = tab.page
+    tab.show(fragment([1] * 20, 16, 41, 2))
+    point = tab.js("() => rfmapExplorer.cellPoint(20, 18)")
+    page.mouse.move(point["x"], point["y"])
+    pm = path_map([1] * 20, size=41, kernel_size=16)
+    expected = int(pm.factors[0][20]) * int(pm.factors[1][18])
+    assert expected > 2**53
+    assert page.get_attribute("#readout", "data-count") == str(expected)
+    tab.show(fragment([1, 2, 4, 8], 2, 40, 1, "causal"))
+    counts = path_map([1, 2, 4, 8], size=40, kernel_size=2, ndim=1, padding="causal").counts
+    for j in (20, 12, 5):
+        point = tab.js("j => rfmapExplorer.cellPoint(0, j)", j)
+        page.mouse.move(point["x"], point["y"])
+        assert page.get_attribute("#readout", "data-cell") == str(j)
+        assert page.get_attribute("#readout", "data-count") == str(counts[j])
+
+
+def test_keyboard_reaches_every_control_and_moves_on_the_map(tab: Tab) -> None:
+    page = tab.page
+    page.focus("#preset")
+    seen = []
+    for _ in range(40):
+        page.keyboard.press("Tab")
+        seen.append(
+            page.evaluate(
+                "(e => e.type === 'radio' ? e.name : e.id || e.getAttribute('aria-label'))"
+                "(document.activeElement)"
+            )
+        )
+    for control in (
+        "dilations-text",
+        "kernels-text",
+        "add-layer",
+        "size",
+        "ndim",
+        "padding",
+        "scale",
+        "export-png",
+        "export-json",
+        "copy-link",
+        "map-canvas",
+        "play",
+        "depth",
+        "dilation of layer 1",
+        "kernel size of layer 3",
+        "remove layer 2",
+    ):
+        assert control in seen, control
+    page.focus("#map-canvas")  # focusing the map inspects the output unit
+    assert page.get_attribute("#readout", "data-cell") == "10,10"
+    for key in ("ArrowRight", "ArrowRight", "ArrowUp", "Shift+ArrowLeft"):
+        page.keyboard.press(key)
+    assert page.get_attribute("#readout", "data-cell") == "9,2"
+    assert page.get_attribute("#readout", "data-count") == str(
+        path_map([1, 2, 4], size=21).counts[9, 2]
+    )
+    page.keyboard.press("Home")
+    assert page.get_attribute("#readout", "data-cell") == "10,10"
+    page.keyboard.press("[")
+    assert tab.state()["depth"] == 2
+    page.keyboard.press("]")
+    page.keyboard.press("l")
+    assert tab.state()["depth"] == 3 and tab.state()["scale"] == "linear"
+
+
+def test_layer_slider_grows_the_schedule(tab: Tab) -> None:
+    page = tab.page
+    tab.show(fragment([1, 1, 2, 3, 5], 3, 21))
+    page.focus("#depth")
+    page.keyboard.press("Home")
+    assert tab.state()["depth"] == 1
+    assert tab.map_json() == python_json([1])
+    assert page.text_content("#map-title") == "Dilation rates: (1)"
+    page.keyboard.press("ArrowRight")
+    page.keyboard.press("ArrowRight")
+    assert tab.map_json() == python_json([1, 1, 2])
+    assert page.text_content("#depth-value") == "3 / 5"
+    assert tab.hash().endswith("&depth=3")
+    # the table greys out the layers beyond the view
+    assert page.eval_on_selector_all("tbody tr.beyond", "rows => rows.length") == 2
+    # play: from the end it restarts at one layer, then adds a layer per second
+    page.keyboard.press("End")
+    page.click("#play")
+    assert tab.state()["depth"] == 1
+    assert page.get_attribute("#play", "aria-pressed") == "true"
+    page.wait_for_function("() => rfmapExplorer.state().depth === 2", timeout=3000)
+    page.click("#play")
+    assert page.get_attribute("#play", "aria-pressed") == "false"
+
+
+# --------------------------------------------------------------------------------------
+# the URL fragment
+# --------------------------------------------------------------------------------------
+
+
+def test_the_url_fragment_round_trips(tab: Tab, browser: Any) -> None:
+    page = tab.page
+    page.fill("#dilations-text", "1,3,9")
+    page.fill("#kernels-text", "4,3,2")
+    page.fill("#size", "33")
+    page.click("label[for=scale-log]")
+    page.focus("#depth")
+    page.keyboard.press("ArrowLeft")
+    link = page.url
+    assert link.endswith(fragment([1, 3, 9], [4, 3, 2], 33, 2, "same", "log", depth=2))
+    other = Tab(browser, tab.url)
+    try:
+        other.open(link[len(tab.url) :])
+        assert other.state() == tab.state()
+        assert other.map_json() == tab.map_json() == python_json([1, 3], [4, 3], 33)
+        assert other.page.is_checked("#scale-log")
+        assert other.page.input_value("#kernels-text") == "4, 3, 2"
+        _assert_clean(other)
+    finally:
+        other.close()
+
+
+def test_python_and_the_page_write_the_same_fragment(browser: Any, tmp_path: Any) -> None:
+    page = explorer([1, 2, 5], size=33, kernel_size=[3, 3, 2], padding="valid", depth=2)
+    path = tmp_path / "x.html"
+    page.save(path)
+    t = Tab(browser, path.as_uri())
+    try:
+        t.open()
+        assert t.hash() == page.url_fragment
+        assert t.map_json() == python_json([1, 2], [3, 3], 33, 2, "valid")
+        _assert_clean(t)
+    finally:
+        t.close()
+
+
+@pytest.mark.parametrize(
+    ("frag", "message"),
+    [
+        ("#d=1,0,2&k=3&n=21", "dilations must be positive integers, got 0 at layer 2"),
+        ("#d=1,2&k=3,3,3&n=21", "kernel_size has 3 entries but the schedule has 2 layers"),
+        ("#d=1,2&k=3&n=0", "size must be a positive integer, got 0"),
+        ("#d=4,4&k=3&n=9&pad=valid", "size [9, 9] is too small for this stack"),
+        ("#d=1,a&k=3&n=9", "dilations must be comma-separated integers, got '1,a'"),
+        ("#d=1&k=3&n=9&pad=reflect", "padding must be one of same, valid, causal"),
+        ("#d=1&k=3&n=5000", "the explorer draws 2D maps up to size 1024, got 5000"),
+        ("#d=1,2&depth=3", "depth must be between 1 and 2, got 3"),
+    ],
+)
+def test_a_bad_link_says_why_and_keeps_the_last_view(tab: Tab, frag: str, message: str) -> None:
+    before = tab.state()
+    error = tab.show(frag)
+    assert error is not None and message in error
+    assert tab.state() == before
+    assert tab.hash() == fragment([1, 2, 4], 3, 21)  # the address shows the view again
+
+
+# --------------------------------------------------------------------------------------
+# bad input typed into the page
+# --------------------------------------------------------------------------------------
+
+
+def _python_error(**kwargs: Any) -> str:
+    with pytest.raises(RFMapError) as info:
+        path_map(**kwargs)
+    return str(info.value)
+
+
+def test_bad_input_in_the_controls_shows_rfmaps_message(tab: Tab) -> None:
+    page = tab.page
+    cell = "tbody tr:nth-child(2) input[data-field=d]"
+    page.fill(cell, "0")
+    assert tab.error() == _python_error(dilations=[1, 0, 4])
+    assert page.get_attribute(cell, "aria-invalid") == "true"
+    assert "stale" in (page.get_attribute(".view", "class") or "")
+    assert tab.state()["layers"][1]["d"] == 2  # the last valid view stays
+    page.fill(cell, "3")
+    assert tab.error() is None and page.get_attribute(cell, "aria-invalid") is None
+    assert tab.map_json() == python_json([1, 3, 4])
+
+    page.fill("#size", "0")
+    assert tab.error() == _python_error(dilations=[1], size=0)
+    page.fill("#size", "9")
+    page.select_option("#padding", "valid")
+    assert tab.error() == _python_error(dilations=[1, 3, 4], size=9, padding="valid")
+    page.select_option("#padding", "same")
+    assert tab.error() is None
+
+    page.fill("#kernels-text", "3, 3")
+    assert tab.error() == _python_error(dilations=[1, 3, 4], kernel_size=[3, 3])
+    page.fill("#kernels-text", "3")
+    page.fill("#dilations-text", "1, two")
+    assert tab.error() == "dilations must be comma-separated integers, got '1, two'"
+    page.fill("#dilations-text", "")
+    assert tab.error() is not None
+    page.fill("#dilations-text", "1,2")
+    assert tab.error() is None
+    page.fill("#kernels-text", "17")
+    assert tab.error() == "the explorer takes kernel sizes up to 16, got 17 at layer 1"
+    # leaving the field with an error keeps what was typed, so it can be fixed
+    page.focus("#size")
+    assert page.input_value("#kernels-text") == "17"
+
+
+# --------------------------------------------------------------------------------------
+# exports, looks, serving, colours
+# --------------------------------------------------------------------------------------
+
+
+def test_export_png_is_a_real_figure(tab: Tab) -> None:
+    from PIL import Image
+
+    tab.show(fragment([1, 1, 2, 3, 5], 3, 21))
+    with tab.page.expect_download() as info:
+        tab.page.click("#export-png")
+    download = info.value
+    assert download.suggested_filename == "rfmap-1-1-2-3-5.png"
+    with Image.open(download.path()) as opened:
+        image = opened.convert("RGB")
+    width, height = image.size
+    assert width >= 600 and height >= 600
+    ARTIFACTS.mkdir(exist_ok=True)
+    image.save(ARTIFACTS / "explorer-export.png")
+    pixels = np.asarray(image)
+    # the centre of the map is the darkest blue of the colour map (the maximum count)
+    dark = np.all(np.abs(pixels.astype(int) - [8, 48, 107]) <= 2, axis=-1)
+    assert dark.any()
+    assert (pixels[0, 0] == 255).all()  # white margin
+
+
+def test_export_png_of_a_1d_map(tab: Tab) -> None:
+    from PIL import Image
+
+    tab.show(fragment([1, 2, 9], 3, 41, 1))
+    with tab.page.expect_download() as info:
+        tab.page.click("#export-png")
+    assert info.value.suggested_filename == "rfmap-1-2-9-1d.png"
+    with Image.open(info.value.path()) as image:
+        assert image.size[0] >= 700 and image.size[1] >= 300
+
+
+def test_copy_link_copies_the_view(tab: Tab) -> None:
+    page = tab.page
+    tab.context.grant_permissions(["clipboard-read", "clipboard-write"])
+    tab.show(fragment([1, 2, 5], 3, 33))
+    page.click("#copy-link")
+    page.wait_for_function("() => /Link copied|Copy this link/.test(readout.textContent)")
+    text = page.text_content("#readout") or ""
+    if text.startswith("Copy this link: "):  # no clipboard here: the link is shown instead
+        assert text == "Copy this link: " + page.url
+    else:
+        assert page.evaluate("navigator.clipboard.readText()") == page.url
+
+
+def test_screenshots_desktop_and_phone(browser: Any, page_url: str) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    for name, viewport in (
+        ("desktop", {"width": 1366, "height": 768}),
+        ("phone", {"width": 390, "height": 844}),
+    ):
+        t = Tab(browser, page_url, viewport=viewport, device_scale_factor=2)
+        try:
+            t.open(fragment([1, 2, 5], 3, 33))
+            overflow = t.js("() => document.documentElement.scrollWidth - window.innerWidth")
+            assert overflow <= 0, f"{name}: the page scrolls sideways by {overflow}px"
+            canvas = t.page.locator("#map-canvas").bounding_box()
+            assert canvas is not None and canvas["x"] >= 0
+            assert canvas["x"] + canvas["width"] <= viewport["width"]
+            assert canvas["width"] >= min(300, viewport["width"] - 100)
+            t.page.screenshot(path=str(ARTIFACTS / f"explorer-{name}.png"), full_page=True)
+            _assert_clean(t)
+        finally:
+            t.close()
+
+
+def test_the_jupyter_display_works_in_its_iframe(browser: Any) -> None:
+    page = browser.new_page()
+    problems: list[str] = []
+    page.on("console", lambda m: problems.append(m.text) if m.type in ("error", "warning") else 0)
+    page.on("pageerror", lambda e: problems.append(str(e)))
+    page.on("request", lambda r: problems.append(f"request {r.url}"))
+    try:
+        page.set_content("<h1>a notebook</h1>" + explorer([1, 2, 5])._repr_html_())
+        frame = page.frames[1]
+        frame.wait_for_function("() => window.rfmapExplorer !== undefined")
+        assert frame.evaluate("() => rfmapExplorer.mapJSON()") == python_json([1, 2, 5])
+        assert problems == []
+    finally:
+        page.close()
+
+
+def test_served_page_works_and_serves_nothing_else(browser: Any) -> None:
+    server = explorer_server(explorer([2, 2, 2]).to_html(), port=0)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        host, port = server.server_address[:2]
+        base = f"http://{host}:{port}/"
+        with pytest.raises(urllib.error.HTTPError) as info:
+            urllib.request.urlopen(base + "favicon.ico", timeout=5)
+        assert info.value.code == 404
+        info.value.close()
+        t = Tab(browser, base)
+        try:
+            t.open()
+            assert t.map_json() == python_json([2, 2, 2])
+            assert t.requests == [base]
+            _assert_clean(t)
+        finally:
+            t.close()
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_holes_are_white_and_single_paths_are_not(tab: Tab) -> None:
+    """In both scales a hole (0) is white and a cell with one path is visibly blue."""
+    import base64
+
+    from PIL import Image
+
+    for scale in ("linear", "log"):
+        tab.show(fragment([2, 2, 2], 3, 21, scale=scale))
+        url, box = tab.js(
+            """() => { const c = document.getElementById("map-canvas");
+                       const r = c.getBoundingClientRect();
+                       return [c.toDataURL(), [r.left, r.top, r.width]]; }"""
+        )
+        png = io.BytesIO(base64.b64decode(url.split(",", 1)[1]))
+        with Image.open(png) as opened:
+            image = opened.convert("RGB")
+        k = image.size[0] / box[2]
+
+        def pixel(i: int, j: int, image: Any = image, k: float = k, box: Any = box) -> list[int]:
+            p = tab.js("([i, j]) => rfmapExplorer.cellPoint(i, j)", [i, j])
+            return list(
+                image.getpixel((round((p["x"] - box[0]) * k), round((p["y"] - box[1]) * k)))
+            )
+
+        assert pixel(4, 5) == [255, 255, 255]  # a hole
+        corner = pixel(4, 4)  # one path
+        assert corner != [255, 255, 255] and corner[2] > corner[0] + 10
+
+
+def test_the_colour_map_is_matplotlibs_blues(shared_tab: Tab) -> None:
+    import matplotlib as mpl
+
+    page_lut = np.array(shared_tab.js("() => rfmapExplorer.lut()"))
+    blues = mpl.colormaps["Blues"](np.arange(256))[:, :3] * 255
+    assert page_lut.shape == (256, 3)
+    assert np.abs(page_lut - blues).max() <= 0.5 + 1e-9  # rounded, never off by a shade
