@@ -308,6 +308,7 @@ CHECK_CASES = [
     ([4, 4, 4, 4, 4, 4], 4, 2, "same"),
     ([1, 1, 2, 4, 8, 16, 1, 1], [3, 3, 3, 3, 3, 3, 3, 1], 2, "same"),  # Yu & Koltun
     ([7] * 12, 2, 1, "causal"),  # the suggestion adds layers
+    ([1, 4], 2, 1, "same"),  # an added layer and an original one of equal value stay apart
     ([2] * 20, 16, 2, "same"),  # 16**40 paths: BigInt ratios, object arrays in numpy
     ([1, 2, 4, 8, 16, 32, 64, 128, 256, 512] * 3, 2, 1, "causal"),  # WaveNet
 ]

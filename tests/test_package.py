@@ -56,3 +56,11 @@ def test_unknown_attribute_is_an_attribute_error():
         assert "does_not_exist" in str(exc)
     else:  # pragma: no cover
         raise AssertionError("expected AttributeError")
+
+
+def test_no_export_shadows_a_submodule():
+    """``rfmap.X`` must stay the module ``rfmap.X`` (monkeypatch paths, attribute access)."""
+    import pkgutil
+
+    modules = {info.name for info in pkgutil.iter_modules(rfmap.__path__)}
+    assert not modules & set(rfmap.__all__)

@@ -158,11 +158,16 @@ def test_random_dags_match_the_gradient(ndim):
         r = model_rf(net, size)
         units = _edge_units(r.grid, few=ndim == 3)
         measured = measure_boxes(net, size, units)
+        # A transposed conv with padding crops its output; a later conv's zero padding
+        # then stands where the cropped positions were, so an unbounded box inside the
+        # input no longer implies that every position of it is read.
+        crops = any(op[0] == "tconv" and op[4] > 0 for op in net.ops)
         for unit, box in zip(units, measured, strict=True):
             assert r.input_box(unit) == box, unit
             # a unit whose unbounded box lies inside the input sees all of it
             free = r.input_box(unit, clip=False)
-            if all(a >= 0 and b <= n for (a, b), n in zip(free, size[1:], strict=True)):
+            inside = all(a >= 0 and b <= n for (a, b), n in zip(free, size[1:], strict=True))
+            if inside and not crops:
                 assert free == box
         assert r.exact and r.method == "analytic"
 

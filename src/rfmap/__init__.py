@@ -7,6 +7,9 @@ and the model tools import PyTorch when they are first used.
 >>> import rfmap
 >>> rfmap.path_counts([1, 2], size=7, ndim=1).tolist()
 [1, 1, 2, 1, 2, 1, 1]
+
+Schedule design and the TCN presets live in their modules, whose names they share:
+``from rfmap.design import design`` and ``from rfmap.tcn import tcn``.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from .design import DesignResult, design
+from .design import DesignResult
 from .errors import (
     InvalidSpecError,
     MapTooLargeError,
@@ -27,7 +30,7 @@ from .gridding import Comparison, GriddingReport, check, compare, gridding_free
 from .paths import PathMap, axis_counts, path_counts, path_map, stack_path_map
 from .receptive import ReceptiveField, layers_rf
 from .specs import ConvLayer, conv_stack, parse_schedule, receptive_field_size
-from .tcn import TCNResult, tcn
+from .tcn import TCNResult
 
 __version__ = "0.1.0"
 
@@ -67,7 +70,6 @@ __all__ = [
     "check",
     "compare",
     "conv_stack",
-    "design",
     "explorer",
     "explorer_html",
     "gallery",
@@ -82,7 +84,6 @@ __all__ = [
     "plot_map",
     "receptive_field_size",
     "stack_path_map",
-    "tcn",
 ]
 
 

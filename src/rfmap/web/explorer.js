@@ -611,9 +611,12 @@
     restPositions.forEach((i, t) => {
       out[i] = restValues[t];
     });
+    // Layers that had the same value are interchangeable: they get their new values in
+    // ascending order; added layers and original ones are kept apart.
     const result = out.slice();
-    for (const value of new Set(extended)) {
-      const group = extended.map((v, i) => (v === value ? i : -1)).filter((i) => i >= 0);
+    const groupOf = (i) => `${extended[i]}/${i < added}`;
+    for (const key of new Set(extended.map((_, i) => groupOf(i)))) {
+      const group = extended.map((_, i) => (groupOf(i) === key ? i : -1)).filter((i) => i >= 0);
       const values = group.map((i) => result[i]).sort((x, y) => x - y);
       group.forEach((i, t) => {
         result[i] = values[t];
