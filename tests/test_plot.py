@@ -156,3 +156,25 @@ def test_animate_schedule_is_atomic(tmp_path, monkeypatch):
     with pytest.raises(RuntimeError, match="disk full"):
         animate_schedule(conv_stack([1, 2]), 9, target)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_unbounded_annotations_sit_on_their_cells():
+    pmap = path_map([1, 2], size=None)
+    ax = plot_map(pmap, annotate=True)
+    cells = {
+        (round(t.get_position()[1]), round(t.get_position()[0])): t.get_text() for t in ax.texts
+    }
+    # the centre cell (offset 0, 0) holds the largest count
+    assert cells[(0, 0)] == str(pmap.max)
+    rows, cols = pmap.counts.shape
+    assert (
+        min(r for r, _ in cells) == pmap.origin[0]
+        and max(c for _, c in cells) == cols - 1 + pmap.origin[1]
+    )
+
+
+def test_long_titles_wrap_instead_of_being_cut():
+    ax = plot_map(path_map([1] * 20, size=31))
+    assert ax.get_title().count("\n") >= 1
+    assert ax.get_title().replace("\n", " ") == "Dilation rates: (" + ", ".join(["1"] * 20) + ")"
+    assert "\n" not in plot_map(path_map([1, 1, 2, 3, 5], size=21)).get_title()

@@ -105,6 +105,22 @@ def _resolve_scale(scale: Scale | str, values: np.ndarray) -> Scale:
     return scale
 
 
+def _cell_origin(pmap: PathMap) -> tuple[int, int]:
+    """Data coordinates of cell (0, 0): the origin for unbounded maps, else (0, 0)."""
+    return (pmap.origin[-2], pmap.origin[-1]) if pmap.size is None else (0, 0)
+
+
+def _fit_title(ax: Axes, title: str) -> str:
+    """Wrap a long title (e.g. a 20-layer schedule) to the width of its grid column."""
+    import textwrap
+
+    spec = ax.get_subplotspec()
+    columns = spec.get_gridspec().ncols if spec is not None else 1
+    width_points = cast("Figure", ax.figure).get_figwidth() * 72 / columns
+    chars = max(16, int(width_points / 6.6))  # 'large' titles take ~6.6 points per character
+    return textwrap.fill(title, chars, break_long_words=False, break_on_hyphens=False)
+
+
 def _title(pmap: PathMap) -> str:
     title = pmap.title
     kernel = pmap.kernel
@@ -118,19 +134,22 @@ def _title(pmap: PathMap) -> str:
     return title
 
 
-def _annotate(ax: Axes, counts: np.ndarray, values: np.ndarray, vmax: float, cmap: Any) -> None:
+def _annotate(ax: Axes, pmap: PathMap, values: np.ndarray, norm: Any) -> None:
     """Write the exact counts into the cells, in black or white by background."""
+    counts = pmap.counts
     rows, cols = counts.shape
+    # Cell centres are at the indices, shifted by the origin when the map is unbounded.
+    row0, col0 = _cell_origin(pmap)
     cell_points = cast("Figure", ax.figure).get_figwidth() * 72 * 0.8 / max(rows, cols)
     digits = max(len(str(int(v))) for v in counts.flat)
     fontsize = min(9.0, cell_points * 1.5 / max(digits, 2))
     for (i, j), v in np.ndenumerate(values):
         if v == 0:
             continue
-        shade = v / vmax if vmax else 0
+        shade = float(norm(v))
         ax.text(
-            j,
-            i,
+            j + col0,
+            i + row0,
             str(counts[i, j]),
             ha="center",
             va="center",
@@ -204,9 +223,11 @@ def _plot_1d(ax: Axes, pmap: PathMap, values: np.ndarray, scale: Scale, title: s
     from matplotlib.ticker import MaxNLocator
 
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    if scale is not Scale.LOG:
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("input position" if pmap.size is not None else "offset")
     ax.set_ylabel("paths")
-    ax.set_title(title)
+    ax.set_title(_fit_title(ax, title))
     ax.margins(x=0.01)
     if pmap.unit is not None:
         ax.axvline(pmap.unit[0], color="0.6", lw=0.6, ls=":", zorder=0)
@@ -272,12 +293,12 @@ def _plot_2d(
 ) -> None:
     norm = _norm(values, scale, vmax)
     image = _image(ax, values, scale, cmap, norm, _extent(pmap, *values.shape))
-    ax.set_title(title)
+    ax.set_title(_fit_title(ax, title))
     if annotate is None:
         digits = len(str(pmap.max))
         annotate = max(values.shape) <= 15 and digits <= 4
     if annotate:
-        _annotate(ax, pmap.counts, values, float(norm.vmax), image.cmap)
+        _annotate(ax, pmap, values, norm)
     if colorbar:
         cbar = ax.figure.colorbar(image, ax=ax, fraction=0.046, pad=0.04, shrink=0.9)
         _style_colorbar(cbar, scale)
@@ -333,7 +354,7 @@ def _plot_3d(
         sub.set_title(f"axis 0 = {label}", fontsize="small")
         sub.tick_params(labelsize="x-small")
         axes.append(sub)
-    fig.suptitle(title)
+    fig.suptitle(_fit_title(ax, title))
     if colorbar and image is not None:
         _style_colorbar(fig.colorbar(image, ax=axes, fraction=0.046, pad=0.04, shrink=0.9), scale)
     return axes[0]
