@@ -164,13 +164,11 @@ def test_unbounded_annotations_sit_on_their_cells():
     cells = {
         (round(t.get_position()[1]), round(t.get_position()[0])): t.get_text() for t in ax.texts
     }
-    # the centre cell (offset 0, 0) holds the largest count
-    assert cells[(0, 0)] == str(pmap.max)
-    rows, cols = pmap.counts.shape
-    assert (
-        min(r for r, _ in cells) == pmap.origin[0]
-        and max(c for _, c in cells) == cols - 1 + pmap.origin[1]
-    )
+    # each text sits at its cell's offset from the unit (the image's data coordinates)
+    row0, col0 = pmap.origin
+    expected = {(i + row0, j + col0): str(v) for (i, j), v in np.ndenumerate(pmap.counts) if v}
+    assert cells == expected
+    assert cells[(1, 1)] == str(pmap.max)
 
 
 def test_long_titles_wrap_instead_of_being_cut():

@@ -110,12 +110,12 @@ def _cell_origin(pmap: PathMap) -> tuple[int, int]:
     return (pmap.origin[-2], pmap.origin[-1]) if pmap.size is None else (0, 0)
 
 
-def _fit_title(ax: Axes, title: str) -> str:
+def _fit_title(ax: Axes, title: str, whole_figure: bool = False) -> str:
     """Wrap a long title (e.g. a 20-layer schedule) to the width of its grid column."""
     import textwrap
 
     spec = ax.get_subplotspec()
-    columns = spec.get_gridspec().ncols if spec is not None else 1
+    columns = spec.get_gridspec().ncols if spec is not None and not whole_figure else 1
     width_points = cast("Figure", ax.figure).get_figwidth() * 72 / columns
     chars = max(16, int(width_points / 6.6))  # 'large' titles take ~6.6 points per character
     return textwrap.fill(title, chars, break_long_words=False, break_on_hyphens=False)
@@ -354,7 +354,7 @@ def _plot_3d(
         sub.set_title(f"axis 0 = {label}", fontsize="small")
         sub.tick_params(labelsize="x-small")
         axes.append(sub)
-    fig.suptitle(_fit_title(ax, title))
+    fig.suptitle(_fit_title(axes[0], title, whole_figure=True))
     if colorbar and image is not None:
         _style_colorbar(fig.colorbar(image, ax=axes, fraction=0.046, pad=0.04, shrink=0.9), scale)
     return axes[0]
