@@ -38,6 +38,8 @@ __version__ = "0.1.0"
 _LAZY = {
     "plot_map": "plot",
     "plot_compare": "plot",
+    "plot_erf": "plot",
+    "ERFResult": "erf",
     "gallery": "plot",
     "animate_schedule": "plot",
     "autograd_path_counts": "gradient",
@@ -52,6 +54,7 @@ __all__ = [
     "Comparison",
     "ConvLayer",
     "DesignResult",
+    "ERFResult",
     "ExplorerPage",
     "GriddingReport",
     "InvalidSpecError",
@@ -70,6 +73,7 @@ __all__ = [
     "check",
     "compare",
     "conv_stack",
+    "erf",
     "explorer",
     "explorer_html",
     "gallery",
@@ -81,13 +85,21 @@ __all__ = [
     "path_counts",
     "path_map",
     "plot_compare",
+    "plot_erf",
     "plot_map",
     "receptive_field_size",
     "stack_path_map",
 ]
 
 
+#: Submodules served as themselves: ``rfmap.erf`` is the module, and calling it runs
+#: :func:`rfmap.erf.erf` (so ``rfmap.erf(model, inputs)`` works and nothing is shadowed).
+_LAZY_MODULES = {"erf"}
+
+
 def __getattr__(name: str) -> Any:
+    if name in _LAZY_MODULES:
+        return importlib.import_module(f".{name}", __name__)
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'rfmap' has no attribute {name!r}")

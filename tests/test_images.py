@@ -1,0 +1,168 @@
+"""Inputs for ERFs: noise, scikit-image samples, folders; resizing and normalisation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from rfmap import RFMapError
+from rfmap.images import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    SAMPLE_IMAGES,
+    InputKind,
+    available_sample_images,
+    folder_images,
+    list_image_files,
+    load_sample_image,
+    noise_images,
+    prepare_image,
+    sample_images,
+)
+
+pytest.importorskip("skimage", reason="the sample images come from scikit-image")
+
+
+# -- noise ------------------------------------------------------------------------------
+
+
+def test_noise_is_seeded_per_image_and_independent_of_order():
+    a = noise_images(4, (2, 5, 6), seed=7)
+    b = noise_images(9, (2, 5, 6), seed=7)
+    assert a.load(3).shape == (2, 5, 6) and a.load(3).dtype == np.float32
+    # Image i depends on (seed, i) only: not on how many images there are, nor on order.
+    assert np.array_equal(a.load(3), b.load(3))
+    assert np.array_equal(
+        a.load(0), np.random.default_rng([7, 0]).standard_normal((2, 5, 6), np.float32)
+    )
+    assert not np.array_equal(a.load(0), a.load(1))
+    assert not np.array_equal(a.load(0), noise_images(1, (2, 5, 6), seed=8).load(0))
+    assert a.kind is InputKind.NOISE and a.names[2] == "noise-2" and len(a) == 4
+
+
+def test_noise_accepts_1d_and_3d_and_rejects_bad_sizes():
+    assert noise_images(1, (1, 9)).load(0).shape == (1, 9)
+    assert noise_images(1, (1, 3, 4, 5)).load(0).shape == (1, 3, 4, 5)
+    with pytest.raises(RFMapError, match="positive integer"):
+        noise_images(0, (1, 9))
+    with pytest.raises(RFMapError, match="input size"):
+        noise_images(1, (3,))
+    with pytest.raises(RFMapError, match="outside"):
+        noise_images(2, (1, 4)).load(2)
+
+
+# -- sample images ----------------------------------------------------------------------
+
+
+def test_sample_images_load_offline():
+    names = available_sample_images()
+    # The photographs the ERF papers' readers expect are all there.
+    assert {"astronaut", "coffee", "chelsea", "camera", "rocket"} <= set(names)
+    assert set(names) <= set(SAMPLE_IMAGES) and len(names) >= 15
+    assert load_sample_image("astronaut").shape == (512, 512, 3)
+    with pytest.raises(RFMapError, match="unknown sample image"):
+        load_sample_image("kidneys")
+
+
+def test_sample_images_are_resized_and_subset_deterministically():
+    every = sample_images((3, 32, 48))
+    assert len(every) == len(available_sample_images())
+    x = every.load(0)
+    assert x.shape == (3, 32, 48) and x.dtype == np.float32
+    some = sample_images((3, 32, 48), 5, seed=1)
+    again = sample_images((3, 32, 48), 5, seed=1)
+    other = sample_images((3, 32, 48), 5, seed=2)
+    assert some.names == again.names and len(some) == 5 and some.names != other.names
+    assert list(some.names) == sorted(some.names, key=available_sample_images().index)
+    grey = sample_images((1, 16, 16), names=["camera", "astronaut"])
+    assert grey.load(1).shape == (1, 16, 16)
+    with pytest.raises(RFMapError, match="only"):
+        sample_images((3, 8, 8), len(available_sample_images()) + 1)
+
+
+def test_images_need_two_spatial_axes_and_one_or_three_channels():
+    with pytest.raises(RFMapError, match="1 \\(grey\\) or 3 \\(RGB\\)"):
+        sample_images((4, 8, 8))
+    with pytest.raises(RFMapError, match="images are 2D"):
+        sample_images((3, 8))
+
+
+# -- preprocessing ----------------------------------------------------------------------
+
+
+def test_prepare_image_normalises_by_hand():
+    image = np.zeros((2, 2, 3), np.uint8)
+    image[..., 0], image[..., 1], image[..., 2] = 255, 0, 51
+    x = prepare_image(image, (2, 2), 3, "imagenet")
+    expected = [
+        (1.0 - IMAGENET_MEAN[0]) / IMAGENET_STD[0],
+        -IMAGENET_MEAN[1] / IMAGENET_STD[1],
+        (0.2 - IMAGENET_MEAN[2]) / IMAGENET_STD[2],
+    ]
+    assert x[:, 0, 0] == pytest.approx(expected, rel=1e-6)
+    assert prepare_image(image, (2, 2), 3, "unit")[:, 1, 1] == pytest.approx([1.0, 0.0, 0.2])
+    with pytest.raises(RFMapError, match="normalization must be one of"):
+        prepare_image(image, (2, 2), 3, "zscore")
+    with pytest.raises(RFMapError, match="uint8"):
+        prepare_image(image.astype(np.float32), (2, 2))
+
+
+def test_prepare_image_matches_torchvision_transforms():
+    """The independent pipeline RepLKNet's visualize_erf.py uses."""
+    transforms = pytest.importorskip("torchvision.transforms", reason="needs torchvision")
+    picture = Image.fromarray(load_sample_image("coffee"))
+    pipeline = transforms.Compose(
+        [
+            transforms.Resize((96, 128), interpolation=transforms.InterpolationMode.BICUBIC),
+            transforms.ToTensor(),
+            transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD),
+        ]
+    )
+    expected = pipeline(picture).numpy()
+    got = prepare_image(picture, (96, 128))
+    assert got.shape == expected.shape
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
+# -- folders ----------------------------------------------------------------------------
+
+
+def _write(path, value=128, size=(10, 12), mode="RGB"):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new(mode, size, value if mode == "L" else (value, value, value)).save(path)
+
+
+def test_folder_images_recursive_sorted_and_subset(tmp_path):
+    _write(tmp_path / "b" / "x.png", 10)
+    _write(tmp_path / "a" / "y.JPG", 20)
+    _write(tmp_path / "a" / "z.jpeg", 30, mode="L")
+    (tmp_path / "notes.txt").write_text("not an image")
+    assert [p.relative_to(tmp_path).as_posix() for p in list_image_files(tmp_path)] == [
+        "a/y.JPG",
+        "a/z.jpeg",
+        "b/x.png",
+    ]
+    images = folder_images(tmp_path, (3, 4, 4), normalization="unit")
+    assert images.names == ("a/y.JPG", "a/z.jpeg", "b/x.png") and images.kind is InputKind.FOLDER
+    # A grey file becomes RGB; a uniform image stays uniform through the resize.
+    assert images.load(1) == pytest.approx(np.full((3, 4, 4), 30 / 255), abs=1e-6)
+    assert images.load(2) == pytest.approx(np.full((3, 4, 4), 10 / 255), abs=1e-6)
+    two = folder_images(tmp_path, (3, 4, 4), 2, seed=5)
+    assert len(two) == 2 and two.names == folder_images(tmp_path, (3, 4, 4), 2, seed=5).names
+    assert images.to_dict()["names"] == list(images.names) and images.to_dict()["count"] == 3
+
+
+def test_folder_errors(tmp_path):
+    with pytest.raises(RFMapError, match="does not exist"):
+        folder_images(tmp_path / "missing", (3, 8, 8))
+    with pytest.raises(RFMapError, match="no images"):
+        folder_images(tmp_path, (3, 8, 8))
+    (tmp_path / "broken.png").write_bytes(b"not a png")
+    broken = folder_images(tmp_path, (3, 8, 8))
+    with pytest.raises(RFMapError, match=r"cannot read image .*broken\.png"):
+        broken.load(0)
+    with pytest.raises(RFMapError, match="asked for 2 images but only 1"):
+        folder_images(tmp_path, (3, 8, 8), 2)
+    with pytest.raises(RFMapError, match="positive integer"):
+        folder_images(tmp_path, (3, 8, 8), 0)
