@@ -39,8 +39,8 @@ test: $(VENV)/.test
 	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
 lint: $(VENV)/.test
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks docs/make_images.py
+	$(BIN)/ruff format --check src tests benchmarks docs/make_images.py
 	$(BIN)/mypy
 
 bench: $(VENV)/.test

@@ -96,7 +96,8 @@ def autograd_path_counts(
         # PyTorch notes that 'same' with even kernels pads a copy of the input: expected.
         warnings.filterwarnings("ignore", message="Using padding='same' with even kernel")
         out = net(x)
-    out[(0, 0) + tuple(unit)].backward()
+    index = (0, 0, *unit)
+    out[index].backward()
     assert x.grad is not None
     return x.grad[0, 0].detach().cpu().numpy()
 
