@@ -97,6 +97,23 @@ def test_check_text_explains(capsys):
     assert "fix: 1,2,3 - changes layers 1 and 3" in out
 
 
+def test_why_leaves_out_kernel_one_layers(capsys):
+    # layer 1 has dilation 1 but kernel 1: it moves no path, so offset 1 is a hole
+    _, out, _ = run(capsys, "check", "1,2", "--kernel", "1,3", "--ndim", "1")
+    assert "holes at offsets 1, 3 " in out
+    assert "why: no layer of kernel > 1 has dilation 1: the smallest, layer 2 (dilation 2)" in out
+    _, out, _ = run(capsys, "check", "2,2", "--ndim", "1")
+    assert "why: no layer has dilation 1: the smallest, layer 1 (dilation 2)" in out
+
+
+def test_design_text_counts_in_words(capsys):
+    _, out, _ = run(capsys, "design", "--target-rf", "2")
+    assert out.startswith("Best gridding-free schedules: 1 layer of kernel 3 (")
+    assert "(only 1 schedule qualifies)" in out
+    _, out, _ = run(capsys, "design", "--layers", "2", "--max-dilation", "2", "--top", "5")
+    assert "2 layers of kernel 3" in out and "(only 2 schedules qualify)" in out
+
+
 def test_check_out_draws_the_field(capsys, tmp_path):
     out_file = tmp_path / "field.png"
     code, out, _ = run(capsys, "check", "1,2,9", "--out", str(out_file))
@@ -143,6 +160,8 @@ def test_design_json(capsys):
         (["design"], "give layers"),
         (["design", "--layers", "3", "--objective", "wide"], "invalid choice: 'wide'"),
         (["design", "--layers", "x"], "invalid int value: 'x'"),
+        (["design", "--layers", "3", "--top", "20000"], "top must be at most 10,000"),
+        (["design", "--layers", "12", "--top", "3000"], "ask for fewer schedules"),
     ],
 )
 def test_design_bad_input(capsys, argv, message):
@@ -223,6 +242,7 @@ def test_tcn_json_and_figure(capsys, tmp_path):
         (["tcn", "wavenet", "--dilations", "1,x"], "--dilations must be comma-separated"),
         (["tcn", "keras-tcn", "--stacks", "0"], "stacks must be an integer >= 1"),
         (["tcn", "wavenet", "--no-skip"], "skip_connections applies to keras-tcn only"),
+        (["tcn", "wavenet", "--stacks", "60"], "more than the 2,000,000,000 allowed"),
     ],
 )
 def test_tcn_bad_input(capsys, argv, message):

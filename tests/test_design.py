@@ -162,6 +162,16 @@ def test_bad_input():
         design(3, top=0)
     with pytest.raises(SearchTooLargeError, match="needs more than 1,000 nodes"):
         design(8, objective=Objective.FLAT, max_nodes=1000)
+    with pytest.raises(InvalidSpecError, match="top must be at most 10,000, got 10,001"):
+        design(3, top=10_001)
+
+
+def test_the_metrics_of_many_deep_schedules_are_refused_before_they_are_built():
+    # 3,000 schedules of 12 layers: their maps hold about 4.8e9 cells (seconds of work)
+    with pytest.raises(SearchTooLargeError, match="the metrics of the 3,000 schedules found"):
+        design(12, top=3000)
+    # the same count of shallow schedules is cheap
+    assert len(design(6, top=3000).candidates) == 3000
 
 
 # -- the smallest fix --------------------------------------------------------------------------
@@ -270,3 +280,97 @@ def test_fix_bad_input():
         nearest_gridding_free([2, 0])
     with pytest.raises(InvalidSpecError, match="at least one layer"):
         nearest_gridding_free([])
+
+
+# -- the search against brute force on random configurations -------------------------------------
+
+# Largest cap per depth that keeps the enumeration of multisets near 3,000.
+_ENUMERABLE_CAP = {1: 400, 2: 76, 3: 24, 4: 14, 5: 10}
+
+
+@functools.cache
+def all_multisets(n, k, limit):
+    """Every multiset of ``n`` dilations <= ``limit``: (b, gridding-free, rf, sum b^2, peak).
+
+    The map is built with ``np.convolve`` of the dilated all-ones kernels (no rfmap code);
+    gridding-free means no zero inside it.
+    """
+    import numpy as np
+
+    out = []
+    for b in itertools.combinations_with_replacement(range(1, limit + 1), n):
+        counts = np.ones(1, dtype=np.int64)
+        for d in b:
+            kernel = np.zeros((k - 1) * d + 1, dtype=np.int64)
+            kernel[::d] = 1
+            counts = np.convolve(counts, kernel)
+        free = bool((counts != 0).all())
+        out.append((b, free, len(counts), sum(x * x for x in b), int(counts.max())))
+    return out
+
+
+def brute_ranking(n, k, cap, target, objective):
+    """Every qualifying schedule, best first, by the documented keys."""
+    # A gridding-free schedule's largest dilation is at most the field of the others
+    # (<= k**(n-1)), else the offset just past that field is never reached.
+    limit = k ** (n - 1) if cap is None else min(cap, k ** (n - 1))
+    keys = []
+    for b, free, rf, squares, peak in all_multisets(n, k, limit):
+        if not free or (target is not None and rf < target):
+            continue
+        if objective == "rf":
+            keys.append(((-rf, -squares, b), b))
+        else:
+            keys.append(((peak * rf, -rf, b), b))  # peak/mean = peak * rf / k**n
+    return [b for _, b in sorted(keys)]
+
+
+@st.composite
+def design_cases(draw):
+    n = draw(st.integers(1, 5))
+    k = draw(st.integers(2, 5))
+    most = _ENUMERABLE_CAP[n]
+    if k ** (n - 1) <= most:
+        cap = draw(st.none() | st.integers(1, most))
+    else:
+        cap = draw(st.integers(1, most))
+    objective = draw(st.sampled_from(["rf", "flat"]))
+    top = draw(st.integers(1, 8))
+    return n, k, cap, objective, top
+
+
+@settings(max_examples=300, deadline=None)
+@given(design_cases(), st.data())
+def test_design_equals_brute_force_on_random_configurations(case, data):
+    n, k, cap, objective, top = case
+    everything = brute_ranking(n, k, cap, None, objective)
+    best_rf = max(1 + (k - 1) * sum(b) for b in everything)
+    assert max_receptive_field(n, k, cap) == best_rf
+    # no target, a reachable target, or an unreachable one
+    target = data.draw(st.none() | st.integers(1, best_rf + 3), label="target")
+    if target is not None and target > best_rf:
+        with pytest.raises(InvalidSpecError, match=f"target_rf {target} is unreachable"):
+            design(n, k, max_dilation=cap, target_rf=target, objective=objective, top=top)
+        return
+    got = design(n, k, max_dilation=cap, target_rf=target, objective=objective, top=top)
+    expected = brute_ranking(n, k, cap, target, objective)[:top]
+    assert [c.dilations for c in got.candidates] == expected
+    assert got.layers == n and got.depth_given
+
+
+@settings(max_examples=80, deadline=None)
+@given(design_cases(), st.data())
+def test_shortest_depth_for_a_target_equals_brute_force(case, data):
+    n, k, cap, objective, top = case
+    best = max(1 + (k - 1) * sum(b) for b in brute_ranking(n, k, cap, None, "rf"))
+    shallower = (
+        1 if n == 1 else max(1 + (k - 1) * sum(b) for b in brute_ranking(n - 1, k, cap, None, "rf"))
+    )
+    if best <= shallower:  # the cap stops the field from growing: n is never the shortest
+        return
+    target = data.draw(st.integers(shallower + 1, best), label="target")
+    got = design(kernel_size=k, max_dilation=cap, target_rf=target, objective=objective, top=top)
+    assert got.layers == n and not got.depth_given
+    assert [c.dilations for c in got.candidates] == brute_ranking(n, k, cap, target, objective)[
+        :top
+    ]

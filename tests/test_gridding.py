@@ -18,7 +18,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from oracles import paths_1d_unbounded
+from oracles import brute_force_counts, paths_1d_unbounded
 from rfmap import InvalidSpecError, axis_counts, conv_stack, path_map
 from rfmap.gridding import (
     HOLE_OFFSETS_LIMIT,
@@ -160,6 +160,63 @@ def test_criterion_equals_the_enumerated_sumset(dilations, data):
 
 
 @settings(max_examples=150, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.integers(1, 4), st.integers(1, 3), st.integers(1, 3)), min_size=1, max_size=4
+    )
+)
+def test_criterion_with_strides_and_any_kernel_equals_the_enumerated_paths(specs):
+    # (dilation, kernel, stride) per layer; the oracle walks every path back through the
+    # strides on a finite input (no padding), so it never uses effective dilations.
+    dilations = [d for d, _, _ in specs]
+    kernels = [k for _, k, _ in specs]
+    strides = [s for _, _, s in specs]
+    layers = conv_stack(dilations, kernels, stride=strides, padding=0, ndim=1)
+    extent = 1 + sum((k - 1) * e for k, e in zip(kernels, effective_dilations(layers), strict=True))
+    counts = brute_force_counts(layers, (extent + 3 * max(strides),), (0,))
+    nonzero = [i for i, c in enumerate(counts.tolist()) if c]
+    assert nonzero[0] == 0 and nonzero[-1] == extent - 1
+    holes = tuple(i for i in range(extent) if counts[i] == 0)
+    r = check_layers(layers)
+    assert r.gridding_free == (not holes)
+    assert gridding_free(dilations, kernels, ndim=1, stride=strides) == (not holes)
+    assert r.receptive_field == (extent,) and r.hole_offsets == (holes,)
+    if holes:
+        assert r.gaps[0].first_hole == holes[0]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.integers(1, 4), st.integers(1, 4), st.integers(1, 3), st.integers(1, 3)),
+        min_size=1,
+        max_size=3,
+    )
+)
+def test_per_axis_dilations_and_kernels_equal_the_enumerated_2d_paths(specs):
+    # (dilation_y, dilation_x, kernel_y, kernel_x) per layer, stride 1, no padding
+    layers = conv_stack(
+        [(dy, dx) for dy, dx, _, _ in specs], [(ky, kx) for _, _, ky, kx in specs], padding=0
+    )
+    extent = tuple(
+        1 + sum((layer.kernel_size[a] - 1) * layer.dilation[a] for layer in layers)
+        for a in range(2)
+    )
+    counts = brute_force_counts(layers, extent, (0, 0))
+    reached = int(np.count_nonzero(counts))
+    r = check_layers(layers)
+    assert r.receptive_field == extent
+    assert r.gridding_free == (reached == extent[0] * extent[1])
+    assert r.holes == extent[0] * extent[1] - reached
+    assert r.max_paths == max(counts.ravel().tolist())
+    if r.suggestion is not None:  # one kernel size per axis for every layer
+        new = list(r.suggestion.dilations)
+        fixed = check(new, [layers[0].kernel_size] * len(new), ndim=2)
+        assert fixed.gridding_free
+        assert all(a >= b for a, b in zip(fixed.receptive_field, extent, strict=True))
+
+
+@settings(max_examples=150, deadline=None)
 @given(schedules, st.data())
 def test_report_metrics_equal_the_exact_map(dilations, data):
     k = data.draw(st.integers(2, 4))
@@ -273,6 +330,11 @@ def test_hdc_recursion_by_hand():
     # M_3 = 9; M_2 = max(9 - 4, 9 - 2*(9 - 2), 2) = 5; M_1 = max(5 - 2, 5 - 2*4, 1) = 3
     assert hdc_m([1, 2, 9]) == [3, 5, 9]
     assert hdc_m([7]) == [7]
+    # descending rates, where the middle term M_(i+1) - 2 (M_(i+1) - r_i) is the largest:
+    # M_2 = max(1 - 4, 1 - 2*(1 - 2), 2) = 3; M_1 = max(3 - 18, 3 - 2*(3 - 9), 9) = 15
+    assert hdc_m([9, 2, 1]) == [15, 3, 1]
+    # M_1 = max(2 - 10, 2 - 2*(2 - 5), 5) = 8
+    assert hdc_m([5, 2]) == [8, 2]
 
 
 @pytest.mark.parametrize(

@@ -88,8 +88,13 @@ def test_report_figure_marks_the_holes():
     heights = [p.get_height() for p in ax.patches]
     assert len(heights) == 25 and sum(h == 0 for h in heights) == 4
     assert "GRIDDING (4 holes)" in ax.get_title()
-    # one panel per distinct axis
-    assert len(plot_report(check([2, (1, 3)])).figure.axes) == 2
+    # one panel per distinct axis, each with its own axis's verdict
+    panels = plot_report(check([2, (1, 3)])).figure.axes
+    assert len(panels) == 2
+    titles = [panel.get_title().replace("\n", " ") for panel in panels]  # titles wrap
+    assert titles[0].endswith("(axis 0): no holes along this axis")
+    # axis 1 (dilations 2, 3) misses offsets 1 and 9 of 11; 7 x 2 cells in all
+    assert titles[1].endswith("(axis 1): GRIDDING (2 holes along this axis, 14 hole cells)")
     assert len(plot_report(check([1, 2])).figure.axes) == 1
     fig = new_figure()
     assert plot_report(check([2, (1, 3)]), ax=fig.add_subplot()).figure is fig

@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rfmap import InvalidSpecError, axis_counts, conv_stack
+from rfmap.errors import MapTooLargeError
 from rfmap.tcn import Preset, tcn
 
 # -- forward simulation -------------------------------------------------------------------------
@@ -210,8 +211,15 @@ def test_keras_tcn_formula_holds_and_the_2018_one_does_not():
         current, old = r.formulas
         assert current.correct and current.value == r.receptive_field
         assert not old.correct and old.value == stacks * k * dilations[-1]
-    # The 2018 README's own example: kernel 2, dilations [1, 2, 4, 8] "is 16"; it is 31.
+    # The 2018 README's example, kernel 2 and dilations [1, 2, 4, 8], "is 16": right for
+    # the 2018 blocks of one convolution (plus residual and skip connections, which is the
+    # WaveNet structure without an initial convolution), 31 with today's two convolutions.
     assert tcn("keras-tcn", kernel_size=2, dilations=[1, 2, 4, 8]).receptive_field == 31
+    one_conv = {"kernel_size": 2, "dilations": [1, 2, 4, 8], "initial_kernel": 0}
+    assert tcn("wavenet", stacks=1, **one_conv).receptive_field == 16 == 1 * 2 * 8
+    # ... and its two stacks ("an increase in the receptive field to 32") see 31
+    assert tcn("wavenet", stacks=2, **one_conv).receptive_field == 31 != 2 * 2 * 8
+    assert "2018 blocks of one convolution" in tcn("keras-tcn").formulas[1].note
 
 
 def test_locuslab_has_two_convolutions_per_level():
@@ -287,6 +295,37 @@ def test_large_counts_are_exact_python_ints():
     sim = impulse_response(lambda x: keras_forward(x, 5, [1] * 15, 1, True), r.receptive_field + 1)
     assert trimmed(sim) == r.counts.tolist()
     assert r.total == 26**15 - 1
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.integers(0, 3), min_size=1, max_size=12),
+    st.lists(st.integers(0, 3), min_size=1, max_size=12),
+    st.booleans(),
+)
+def test_map_product_is_the_polynomial_product(a, b, huge):
+    from rfmap.tcn import _multiply
+
+    scale = 2**80 if huge else 1  # past int64: Python integers in object arrays
+    expected = [0] * (len(a) + len(b) - 1)
+    for i, u in enumerate(a):
+        for j, v in enumerate(b):
+            expected[i + j] += u * scale * v
+    dtype = object if huge else np.int64
+    left = np.array([u * scale for u in a], dtype=dtype)
+    got = _multiply(left, np.array(b, dtype=np.int64))
+    assert [int(x) for x in got.tolist()] == expected
+    assert [int(x) for x in _multiply(np.array(b, dtype=np.int64), left).tolist()] == expected
+
+
+def test_long_dilations_are_cheap_and_heavy_maps_are_refused():
+    # a field of 131071 steps: one shifted copy per tap, not a dense convolution
+    r = tcn("locuslab", kernel_size=2, levels=16)
+    assert r.receptive_field == 1 + 2 * (2**16 - 1)
+    assert r.total == 5**16  # each block: identity + 4 paths through its two convolutions
+    # 600 blocks of kernel 30: counts of ~5,900 bits, far past a few seconds of work
+    with pytest.raises(MapTooLargeError, match=r"keras-tcn map would take about [\d,]+ cell"):
+        tcn("keras-tcn", kernel_size=30, dilations=[1] * 30, stacks=20)
 
 
 def test_bad_input():

@@ -56,6 +56,7 @@ __all__ = [
     "DEFAULT_DESIGN_WORK",
     "DEFAULT_FIX_NODES",
     "MAX_DESIGN_LAYERS",
+    "MAX_DESIGN_TOP",
     "Candidate",
     "DesignResult",
     "Fix",
@@ -70,7 +71,8 @@ __all__ = [
 #: Search nodes :func:`design` may visit before refusing with SearchTooLargeError.
 DEFAULT_DESIGN_NODES = 1_000_000
 
-#: Path-count cells the flat search may update (its real cost) before refusing.
+#: Path-count cells the flat search may update (its real cost), together with the
+#: maps behind the metrics of the schedules returned, before refusing.
 DEFAULT_DESIGN_WORK = 2_000_000_000
 
 #: Search nodes :func:`nearest_gridding_free` visits before settling for its best so far.
@@ -78,6 +80,9 @@ DEFAULT_FIX_NODES = 100_000
 
 #: Deepest schedule :func:`design` considers (also when searching the shortest depth).
 MAX_DESIGN_LAYERS = 64
+
+#: Most schedules :func:`design` returns (the search keeps them all in memory).
+MAX_DESIGN_TOP = 10_000
 
 _INT64_LIMIT = 2**63 - 1
 _NODE_WORK = 3500  # the fixed cost of a search step (about 7 us), in cell updates (2 ns)
@@ -193,6 +198,16 @@ class Candidate:
         }
 
 
+def _metric_cells(schedule: Sequence[int], k: int) -> int:
+    """Cells :func:`_counts` writes to build a schedule's map (0 if the map is not built)."""
+    length, cells = 1, 0
+    for b in schedule:
+        grown = length + (k - 1) * b
+        cells += grown + k * length
+        length = grown
+    return cells if length <= _MAP_CELLS_LIMIT else 0
+
+
 def _candidate(schedule: Sequence[int], k: int) -> Candidate:
     schedule = tuple(int(b) for b in schedule)
     rf = 1 + (k - 1) * sum(schedule)
@@ -273,10 +288,11 @@ def design(
         ``"rf"`` (largest receptive field) or ``"flat"`` (smallest peak-to-mean); see
         :class:`Objective` for the tie-breaks.
     top
-        How many schedules to return, best first.
+        How many schedules to return, best first (at most :data:`MAX_DESIGN_TOP`).
     max_nodes, max_work
         Refuse (:class:`~rfmap.errors.SearchTooLargeError`) rather than visit more search
-        nodes, or update more path-count cells (the flat objective's real cost); the
+        nodes, or update more path-count cells (the flat objective's real cost, and the
+        maps behind the returned schedules' metrics); the
         defaults are :data:`DEFAULT_DESIGN_NODES` and :data:`DEFAULT_DESIGN_WORK`
         (a few seconds).
 
@@ -300,6 +316,8 @@ def design(
     if max_dilation is not None:
         _check_int(max_dilation, "max_dilation", 1)
     _check_int(top, "top", 1)
+    if top > MAX_DESIGN_TOP:
+        raise InvalidSpecError(f"top must be at most {MAX_DESIGN_TOP:,}, got {top:,}")
     max_nodes = DEFAULT_DESIGN_NODES if max_nodes is None else max_nodes
     max_work = DEFAULT_DESIGN_WORK if max_work is None else max_work
     _check_int(max_nodes, "max_nodes", 1)
@@ -325,6 +343,7 @@ def design(
         layers, kernel_size, max_dilation, target_rf, objective, top, max_nodes, max_work
     )
     schedules = search.run()
+    search.charge_metrics(schedules)
     return DesignResult(
         layers=layers,
         kernel=kernel_size,
@@ -421,6 +440,18 @@ class _DesignSearch:
                 rf_lb = max(rf_lb, self.target)
             bound = (max(self.paths, peak * rf_lb), -rf_ub)
         return bound > worst[: len(bound)]
+
+    def charge_metrics(self, schedules: Sequence[tuple[int, ...]]) -> None:
+        """Refuse before building the maps behind the returned schedules' metrics if they
+        would take the work past the budget (a large ``top`` of deep schedules would)."""
+        cells = sum(_metric_cells(schedule, self.k) for schedule in schedules)
+        if self.work + cells // 2 > self.max_work:  # a map cell costs about half a unit
+            raise SearchTooLargeError(
+                f"the metrics of the {len(schedules):,} schedules found need the maps of "
+                f"{cells:,} path-count cells, more than the {self.max_work:,} cell updates "
+                f"allowed; ask for fewer schedules"
+            )
+        self.work += cells // 2
 
     def _spend(self, nodes: int, work: int) -> None:
         self.nodes += nodes

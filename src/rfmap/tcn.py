@@ -17,7 +17,8 @@ residual or skip connection adds them.
   ``ResidualBlock`` per dilation; a block is two causal ``Conv1D`` of the same dilation
   (``x1``) plus the input (identity or 1x1 ``matching_conv1D``); ``x1`` also feeds the
   skip connections, whose sum is the output when ``use_skip_connections`` (default).
-  Documented ``TCN.receptive_field = 1 + 2 (K - 1) nb_stacks sum(d)``.
+  Documented ``TCN.receptive_field = 1 + 2 (K - 1) nb_stacks sum(d)``; the README's
+  2018 rule ``nb_stacks * K * last dilation`` predates the second convolution of a block.
 - **locuslab** (locuslab/TCN, ``TCN/tcn.py``; Bai, Kolter & Koltun 2018): level ``i``
   is a ``TemporalBlock`` of dilation ``2**i``: two ``Conv1d`` padded by ``(K - 1) d`` and
   chomped on the right (causal), plus the input (identity or 1x1 ``downsample``).
@@ -44,7 +45,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .errors import InvalidSpecError
+from .errors import InvalidSpecError, MapTooLargeError
 from .paths import axis_counts
 from .specs import ConvLayer, conv_stack
 
@@ -60,6 +61,7 @@ __all__ = [
 
 _INT64_LIMIT = 2**63 - 1
 _MAX_FIELD = 2**24  # largest receptive field a preset map may have (cells)
+_MAX_WORK = 2_000_000_000  # cell updates a preset map may take (a few seconds)
 
 
 class Preset(str, enum.Enum):
@@ -208,14 +210,22 @@ def _chain(maps: Sequence[np.ndarray], dtype: Any) -> np.ndarray:
 
 
 def _multiply(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    if a.dtype == object or b.dtype == object:
-        out = np.zeros(len(a) + len(b) - 1, dtype=object)
+    """The product of two maps (polynomials in the delay), exact.
+
+    A shifted copy of the denser map per non-zero of the sparser one: a dilated
+    convolution's map has ``K`` non-zeros however long it is, so this costs
+    ``O(len * K)`` where ``np.convolve`` would cost ``O(len * (K - 1) * d)``.
+    """
+    if np.count_nonzero(a) > np.count_nonzero(b):
+        a, b = b, a
+    dtype = object if a.dtype == object or b.dtype == object else b.dtype
+    out = np.zeros(len(a) + len(b) - 1, dtype=dtype)
+    if dtype is object:
         out[...] = 0
-        for i, v in enumerate(a.tolist()):
-            if v:
-                out[i : i + len(b)] += b * v
-        return out
-    return np.convolve(a, b)
+        a, b = a.astype(object), b.astype(object)  # no int64 overflow in b * a[i]
+    for i in np.flatnonzero(a).tolist():
+        out[i : i + len(b)] += b * a[i]
+    return out
 
 
 def _add(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -354,6 +364,32 @@ def _check_field(convs: Sequence[tuple[int, int]]) -> None:
         )
 
 
+def _check_work(
+    preset: Preset, blocks: Sequence[Sequence[tuple[int, int]]], bound: int, initial: int = 1
+) -> None:
+    """Refuse, before any work, a map whose exact counts would take more than seconds.
+
+    Each residual block adds ``taps`` shifted copies of the map so far (``taps`` = the
+    non-zeros of its chain of same-dilation convolutions); counts past int64 are Python
+    integers, each addition costing tens of machine operations more.
+    """
+    length, work = 1, 0
+    for convs in blocks:
+        taps = 1 + sum(k - 1 for k, _ in convs)
+        grown = length + sum((k - 1) * d for k, d in convs)
+        work += length * taps + 2 * grown
+        length = grown
+    work += initial * length
+    if bound > _INT64_LIMIT:
+        work *= 40 + bound.bit_length() // 32
+    if work > _MAX_WORK:
+        big = "" if bound <= _INT64_LIMIT else f" of {bound.bit_length():,}-bit integers"
+        raise MapTooLargeError(
+            f"the exact {preset.value} map would take about {work:,} cell updates{big}, more "
+            f"than the {_MAX_WORK:,} allowed; use a smaller kernel, fewer dilations or stacks"
+        )
+
+
 def _residual_network(
     blocks: Sequence[Sequence[tuple[int, int]]], dtype: Any, skip_sum: bool
 ) -> np.ndarray:
@@ -373,6 +409,7 @@ def _keras_tcn(k: int, dilations: tuple[int, ...], stacks: int, skip: bool) -> T
     convs = [c for block in blocks for c in block]
     _check_field(convs)
     bound = math.prod(1 + k * k for _ in blocks) * max(1, len(blocks))
+    _check_work(Preset.KERAS_TCN, blocks, bound)
     counts = _residual_network(blocks, _dtype(bound), skip)
     exact_rf = _extent(counts)
     current = 1 + 2 * (k - 1) * stacks * sum(dilations)
@@ -391,7 +428,9 @@ def _keras_tcn(k: int, dilations: tuple[int, ...], stacks: int, skip: bool) -> T
             "nb_stacks*K*dilations[-1]",
             old,
             old == exact_rf,
-            "counts one convolution per block and only the last dilation",
+            "written for the 2018 blocks of one convolution, where it held for kernel 2, "
+            "dilations 1, 2, 4, ... and one stack only (its example's 16; two stacks see 31, "
+            "not 32); today's blocks have two convolutions",
         ),
     )
     structure = (
@@ -420,6 +459,7 @@ def _locuslab(k: int, levels: int) -> TCNResult:
     convs = [c for block in blocks for c in block]
     _check_field(convs)
     bound = math.prod(1 + k * k for _ in blocks)
+    _check_work(Preset.LOCUSLAB, blocks, bound)
     counts = _residual_network(blocks, _dtype(bound), skip_sum=False)
     exact_rf = _extent(counts)
     paper = 1 + 2 * (k - 1) * (2**levels - 1)
@@ -461,6 +501,7 @@ def _wavenet(k: int, dilations: tuple[int, ...], stacks: int, k0: int) -> TCNRes
     convs = ([(k0, 1)] if k0 else []) + layers
     _check_field(convs)
     bound = max(k0, 1) * math.prod(1 + k for _ in layers)
+    _check_work(Preset.WAVENET, [[c] for c in layers], bound, max(k0, 1))
     dtype = _dtype(bound)
     start = _conv_map(k0, 1, dtype) if k0 else _identity(dtype)
     body = _residual_network([[c] for c in layers], dtype, skip_sum=True)

@@ -181,7 +181,7 @@ def register(subparsers: Any) -> None:
         type=int,
         default=5,
         metavar="N",
-        help="how many schedules to list, best first (default 5)",
+        help="how many schedules to list, best first (default 5, at most 10,000)",
     )
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
     p.set_defaults(func=run_design)
@@ -336,9 +336,12 @@ def _why(report: GriddingReport, axis: int) -> str:
     what = "effective dilation" if strided else "dilation"
     note = " (effective dilation = dilation x the product of earlier strides)" if strided else ""
     if gap.span == 1:
+        # kernel-1 layers move no path, so they do not count (their dilation may be 1)
+        every = all(layer.kernel_size[axis] > 1 for layer in report.layers)
+        which = "layer" if every else "layer of kernel > 1"
         return (
-            f"no layer has {what} 1: the smallest, layer {gap.layer} ({what} {gap.dilation}), "
-            f"steps over offset 1 (the first hole){note}"
+            f"no {which} has {what} 1: the smallest, layer {gap.layer} ({what} "
+            f"{gap.dilation}), steps over offset 1 (the first hole){note}"
         )
     return (
         f"sorted by {what}, the layers below layer {gap.layer} reach a contiguous span of "
@@ -533,8 +536,8 @@ def format_design(result: DesignResult) -> str:
 
     best = max_receptive_field(result.layers, result.kernel, result.max_dilation)
     lines = [
-        f"Best gridding-free schedules: {result.layers} layers of kernel {result.kernel}"
-        + (f" ({', '.join(limits)})" if limits else ""),
+        f"Best gridding-free schedules: {result.layers} layer{'s' if result.layers > 1 else ''} "
+        f"of kernel {result.kernel}" + (f" ({', '.join(limits)})" if limits else ""),
         f"objective: {result.objective.value} ({objective}); optimal, proven by branch and "
         f"bound ({result.nodes:,} nodes); the largest receptive field possible here is {best}",
     ]
@@ -553,7 +556,8 @@ def format_design(result: DesignResult) -> str:
             f"{ptm:>9}  {low:>7}  {c.erf_std:>8.4g}  {hdc}"
         )
     if len(result.candidates) < result.top:
-        lines.append(f"  (only {len(result.candidates)} schedules qualify)")
+        count = len(result.candidates)
+        lines.append(f"  (only {count} schedule{'s qualify' if count > 1 else ' qualifies'})")
     lines.append("Any order of the layers gives the same field; schedules are listed ascending.")
     return "\n".join(lines)
 

@@ -72,11 +72,10 @@ def plot_report(
         panels = [fig.add_subplot(len(axes_to_draw), 1, i + 1) for i in range(len(axes_to_draw))]
     else:
         panels, axes_to_draw = [ax], axes_to_draw[:1]
-    verdict = "gridding-free" if report.gridding_free else f"GRIDDING ({report.holes} holes)"
     for panel, axis in zip(panels, axes_to_draw, strict=True):
         pmap = stack_path_map(_axis_layers(report.layers, axis), None)
         label = "" if len(report.receptive_field) == 1 else f" (axis {axis})"
-        plot_map(pmap, panel, scale=scale, title=f"{report.title}{label}: {verdict}")
+        plot_map(pmap, panel, scale=scale, title=f"{report.title}{label}: {_verdict(report, axis)}")
         panel.set_xlabel("offset from the output unit")
         if panel.get_yscale() == "linear":
             from matplotlib.ticker import MaxNLocator
@@ -84,6 +83,17 @@ def plot_report(
             panel.yaxis.set_major_locator(MaxNLocator(integer=True))
             panel.set_ylim(0, float(pmap.max) * 1.3)  # room for the legend
     return panels[0]
+
+
+def _verdict(report: GriddingReport, axis: int) -> str:
+    """The verdict shown over one axis's panel: that axis's holes, and the cells in all."""
+    if report.ndim == 1:
+        return "gridding-free" if report.gridding_free else f"GRIDDING ({report.holes} holes)"
+    if report.gaps[axis] is None:
+        return "no holes along this axis"
+    per_axis = report.holes_per_axis
+    along = "" if per_axis is None else f"{per_axis[axis]} holes along this axis, "
+    return f"GRIDDING ({along}{report.holes} hole cells)"
 
 
 def comparison_rows(comparison: Comparison) -> list[tuple[str, list[str]]]:

@@ -311,6 +311,10 @@ def _style_colorbar(cbar: Any, scale: Scale) -> None:
     if scale is Scale.LINEAR:
         cbar.locator = MaxNLocator(integer=True)
         cbar.update_ticks()
+    else:
+        from matplotlib.ticker import NullFormatter
+
+        cbar.ax.yaxis.set_minor_formatter(NullFormatter())  # decades only, no "6x10^0"
     cbar.ax.tick_params(labelsize="small")
     cbar.set_label("paths", fontsize="small")
 
