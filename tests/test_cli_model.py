@@ -26,6 +26,12 @@ MODELS = textwrap.dedent(
     def classifier():
         return nn.Sequential(build(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(2, 3))
 
+    def audio():
+        return nn.Sequential(nn.Conv1d(1, 2, 5, stride=2, padding=2), nn.ReLU())
+
+    def video():
+        return nn.Conv3d(2, 3, (3, 5, 5), padding=(1, 2, 2))
+
     def not_a_module():
         return 42
 
@@ -60,6 +66,12 @@ def test_text_report(capsys, spec):
     assert table[-1].startswith("(1 row hidden")  # the ReLU row does not change anything
     code, out_all, _ = run(capsys, "model", spec("build"), "-s", "1,16,16", "--all")
     assert "_1 " in out_all and "hidden" not in out_all
+    # an input smaller than the receptive field: RF 8 on a 6x7 input, unit (1, 2) of the
+    # 3x3 grid starts at 2 * 1 - 3 = -1 (rows) and 2 * 2 - 3 = 1 (columns)
+    code, out, _ = run(capsys, "model", spec("build"), "-s", "1,6,7", "-u", "1,2", "--measure")
+    assert code == 0 and "receptive field: 8   (larger than the input)\n" in out
+    assert "unit (1, 2) reads input box [0, 6) x [1, 7) (unclipped: [-1, 7) x [1, 9))" in out
+    assert "measured box [0, 6) x [1, 7) matches" in out
 
 
 def test_json_has_the_issue_keys(capsys, spec):
@@ -107,15 +119,57 @@ def test_measure_mismatch_exits_1(capsys, spec, monkeypatch):
 
 
 def test_global_output_and_torchvision_spec(capsys, spec):
-    code, out, _ = run(capsys, "model", spec("classifier"), "-s", "1,16,16", "--json", "--measure")
+    code, out, _ = run(capsys, "model", spec("classifier"), "-s", "1,16,20", "--json", "--measure")
     d = json.loads(out)
     assert code == 0 and d["is_global"] and d["measured"]["match"]
-    assert d["measured"]["box"] == [[0, 16], [0, 16]]
+    assert d["measured"]["box"] == [[0, 16], [0, 20]]
+    # global pooling + Linear: the whole input, with no padding and no stride
+    assert d["receptive_field"] == [16, 20] and d["padding"] == [0, 0] and d["stride"] == [0, 0]
+    # on an unbounded input: RF 8 at jump 2 over the 8x10 grid -> 8 + 7 * 2, 8 + 9 * 2
+    assert d["unbounded_receptive_field"] == [22, 26]
+    assert d["min_receptive_field"] == [None, None] and d["local_receptive_field"] == [None, None]
+    last = d["layers"][-1]
+    assert last["receptive_field"] == [16, 20] and last["global"] == [True, True]
+    code, out, _ = run(capsys, "model", spec("classifier"), "-s", "1,16,20")
+    expected = (
+        "receptive field: 16x20   (global: reads the whole input; "
+        "hull of all paths on an unbounded input: 22x26)\n"
+    )
+    assert expected in out and "padding:         0\n" in out
     argv = ["model", "torchvision.models:resnet18", "-s", "3,64,64", "--layer", "layer1", "--json"]
     code, out, _ = run(capsys, *argv)
     d = json.loads(out)
     # stem RF 11, jump 4, padding 5; four 3x3 convs at jump 4 add 8 (RF) and 4 (padding) each
     assert code == 0 and d["receptive_field"] == [43, 43] and d["padding"] == [21, 21]
+
+
+def test_layer_by_module_and_fx_node_name(capsys, spec):
+    # nn.Sequential: module '2' (the max-pool) is fx node '_2'; RF 3 + 1 = 4, jump 2
+    by_module = json.loads(
+        run(capsys, "model", spec("build"), "-s", "1,12,12", "-l", "2", "--json")[1]
+    )
+    by_node = json.loads(
+        run(capsys, "model", spec("build"), "-s", "1,12,12", "-l", "_2", "--json")[1]
+    )
+    assert by_module == by_node
+    assert by_node["node"] == "_2" and by_node["receptive_field"] == [4, 4]
+    assert by_node["stride"] == [2, 2] and by_node["padding"] == [1, 1]
+
+
+def test_audio_and_video_units(capsys, spec):
+    # 1D: conv 5 stride 2 padding 2 -> unit 3 reads [6 - 2, 6 + 3) = [4, 9)
+    code, out, _ = run(capsys, "model", spec("audio"), "-s", "1,30", "-u", "3", "--measure")
+    assert code == 0 and "unit (3) reads input box [4, 9) (unclipped: [4, 9))" in out
+    assert "measured box [4, 9) matches" in out
+    # 3D, non-cubic: conv (3, 5, 5) padding (1, 2, 2) -> unit (0, 2, 9) reads
+    # [-1, 2) x [0, 5) x [7, 12), clipped to the 4x6x11 input
+    argv = ["model", spec("video"), "-s", "2,4,6,11", "-u", "0,2,9", "--measure", "--json"]
+    code, out, _ = run(capsys, *argv)
+    d = json.loads(out)
+    assert code == 0 and d["receptive_field"] == [3, 5, 5]
+    assert d["unit"]["box"] == [[0, 2], [0, 5], [7, 11]]
+    assert d["unit"]["unclipped_box"] == [[-1, 2], [0, 5], [7, 12]]
+    assert d["measured"]["match"] is True
 
 
 def test_weights(capsys, spec, tmp_path):

@@ -70,7 +70,8 @@ def test_load_from_module_and_file(model_file):
 
 def test_load_weights(model_file, tmp_path):
     source = torch.nn.Conv1d(1, 2, 3)
-    for payload in (source.state_dict(), {"state_dict": source.state_dict()}):
+    nested = [{key: source.state_dict(), "epoch": 3} for key in ("state_dict", "model")]
+    for payload in (source.state_dict(), *nested):
         path = tmp_path / "w.pt"
         torch.save(payload, path)
         model = load_model(f"{model_file}:small", path)
@@ -103,3 +104,29 @@ def test_weights_errors(model_file, tmp_path):
         load_model(f"{model_file}:small", listed)
     with pytest.raises(ModelError, match="weights file not found"):
         load_model(f"{model_file}:small", tmp_path / "none.pt")
+
+
+def test_weights_that_do_not_fit_say_why_in_one_line(model_file, tmp_path):
+    whole = tmp_path / "whole.pt"
+    torch.save(torch.nn.Conv1d(1, 2, 3), whole)  # a pickled module, not a state dict
+    with pytest.raises(ModelError, match=r"pickled objects .* save model\.state_dict\(\)") as e:
+        load_model(f"{model_file}:small", whole)
+    other = tmp_path / "other.pt"
+    torch.save(torch.nn.Linear(2, 2).state_dict(), other)
+    with pytest.raises(ModelError, match="do not fit") as e2:
+        load_model(f"{model_file}:small", other)
+    assert "missing weight" not in str(e2.value)  # same names, other shapes
+    assert "wrong shape weight [2, 2] (the model has [2, 1, 3])" in str(e2.value)
+    extra = tmp_path / "extra.pt"
+    torch.save({"weight": torch.zeros(2, 1, 3), "scale": torch.ones(1)}, extra)
+    with pytest.raises(ModelError, match="missing bias; unexpected scale") as e3:
+        load_model(f"{model_file}:small", extra)
+    for error in (e, e2, e3):
+        assert "\n" not in str(error.value)
+
+
+def test_import_errors_are_one_line(tmp_path):
+    broken = tmp_path / "broken.py"
+    broken.write_text("raise RuntimeError('first line\\nsecond line')\n")
+    with pytest.raises(ModelError, match=r"RuntimeError: first line$"):
+        load_model(f"{broken}:f")

@@ -154,8 +154,14 @@ def test_measure_model_rf_summary_and_border_note():
     # RF 5 + 2 * 2 = 9, jump 2, padding 2 + 1 * 2 = 4
     assert (r.receptive_field, r.stride, r.padding) == ((9,), (2,), (4,))
     assert r.method == "measured" and not r.exact and r.notes == ()
+    assert r.input_size == (40,)  # spatial, as model_rf gives it (not C, L)
     small = measure_model_rf(net, (1, 6))
     assert any("lower bounds" in note for note in small.notes)
+    # at 6 the centre unit and its neighbour both read [0, 6): the shift is no stride
+    assert any("the stride is unknown" in note for note in small.notes)
+    edge = measure_model_rf(net, (1, 11))  # cut at the end only: the stride is known
+    assert edge.stride == (2,) and any("lower bounds" in note for note in edge.notes)
+    assert not any("unknown" in note for note in edge.notes)
     with pytest.raises(InvalidSpecError, match="clip=True"):
         r.input_box((3,), clip=False)
 

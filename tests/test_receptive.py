@@ -205,6 +205,24 @@ def test_stack_matches_path_counts(case, data):
 # -- DAGs: against a brute force over every path ----------------------------------------
 
 
+def _fold_one(p, n, mode):
+    """Where padding position ``p`` of a source of ``n`` reads (None: nothing), one
+    reflection at a time (independent of rfmap's closed form)."""
+    if 0 <= p < n:
+        return p
+    if mode is PadMode.ZEROS:
+        return None
+    if mode is PadMode.REPLICATE:
+        return min(max(p, 0), n - 1)
+    if mode is PadMode.CIRCULAR:
+        return p % n
+    if n == 1:
+        return 0
+    while not 0 <= p < n:
+        p = -p if p < 0 else 2 * (n - 1) - p
+    return p
+
+
 def _path_sets(graph, node, unit, clip):
     """Per path (list of nodes from the input), the input positions it reaches (one axis)."""
     out = []
@@ -218,8 +236,10 @@ def _path_sets(graph, node, unit, clip):
             read = set()
             for u in positions:
                 for p in w.positions(np.array([u])).tolist():
-                    if clip and not 0 <= p < graph.nodes[edge.source].extents[0]:
-                        continue
+                    if clip:
+                        p = _fold_one(p, graph.nodes[edge.source].extents[0], w.pad_mode)
+                        if p is None:
+                            continue
                     read.add(p)
             if read:
                 walk(edge.source, read, [edge.source, *path])
@@ -265,6 +285,7 @@ def dags(draw):
                     draw(st.integers(0, 3)),
                     draw(st.integers(1, 3)),
                     draw(st.integers(-3, 3)),
+                    draw(st.sampled_from([PadMode.ZEROS] * 3 + list(PadMode))),
                 )
             edges.append(Edge(f"n{src}", (window,)))
         extents.append(draw(st.integers(1, 9)))
@@ -282,25 +303,47 @@ def test_dag_algebra_matches_brute_force(graph):
             continue
         paths = _path_sets(graph, name, 0, clip=False)
         stats = _path_stats(graph, name)
+        assert len(paths) == len(stats)  # the same paths in the same order (nothing clipped)
+        moves = [j != 0 for j, *_ in stats]
         union = set().union(*(p for _, p in paths))
-        # box of unit 0 (unbounded) = hull of all paths
-        assert row.start[0] == min(union)
-        widths = [max(p) - min(p) + 1 for _, p in paths]
-        assert row.min_receptive_field[0] == min(widths)
-        assert row.max_path_receptive_field[0] == max(widths)
+        # path quantities are over the local paths: those whose box moves with the unit
+        # (not through a Whole window or a broadcast)
+        local = [p for (_, p), m in zip(paths, moves, strict=True) if m]
+        widths = [max(p) - min(p) + 1 for p in local]
+        assert row.min_receptive_field[0] == (min(widths) if widths else None)
+        assert row.max_path_receptive_field[0] == (max(widths) if widths else None)
         # every unit: the unbounded box is the hull of the explicit position sets
         n = graph.nodes[name].extents[0]
-        extent = 0
+        extent = clipped_extent = local_extent = 0
+        clipped_start = None
         for u in range(n):
-            reach = set().union(*(p for _, p in _path_sets(graph, name, u, clip=False)))
+            reach = _path_sets(graph, name, u, clip=False)
+            every = set().union(*(p for _, p in reach))
             box = analysed_box(graph, name, u, clip=False)
-            assert box == (min(reach), max(reach) + 1)
-            extent = max(extent, max(reach) - min(reach) + 1)
+            assert box == (min(every), max(every) + 1)
+            extent = max(extent, max(every) - min(every) + 1)
+            if u in (0, n - 1) and local:
+                near = set().union(*(p for (_, p), m in zip(reach, moves, strict=True) if m))
+                local_extent = max(local_extent, max(near) - min(near) + 1)
             clipped = set().union(*(p for _, p in _path_sets(graph, name, u, clip=True)))
             assert analysed_box(graph, name, u, clip=True) == (
                 (min(clipped), max(clipped) + 1) if clipped else (0, 0)
             )
-        assert row.receptive_field[0] == extent
+            if clipped:
+                clipped_extent = max(clipped_extent, max(clipped) - min(clipped) + 1)
+            if u == 0:
+                clipped_start = min(clipped) if clipped else 0
+        assert row.unbounded_receptive_field[0] == extent
+        assert row.local_receptive_field[0] == (local_extent if local else None)
+        assert row.local_start[0] == (min(set().union(*local)) if local else None)
+        if row.is_global:
+            # a global axis: the positions really read (inside the input)
+            assert row.receptive_field[0] == clipped_extent
+            assert row.start[0] == clipped_start
+        else:
+            # box of unit 0 (unbounded) = hull of all paths
+            assert row.start[0] == min(union)
+            assert row.receptive_field[0] == extent
         # aligned: all paths that are not global share the jump and the centre of unit 0
         local = {(j, lo + hi) for j, lo, hi, whole in stats if j != 0}
         assert row.aligned == (len(local) <= 1)

@@ -315,6 +315,13 @@ def test_resnet50_output_is_global_and_known():
     r = model_rf(torchvision.models.resnet50(), (3, 224, 224))
     assert r.is_global and r.global_axes == (True, True) and r.grid == (1, 1)
     assert r.input_box() == ((0, 224), (0, 224))
+    # global pooling + Linear read the whole input: RF = the input, no padding, no stride
+    assert r.receptive_field == (224, 224) and r.padding == (0, 0) and r.stride == (0, 0)
+    # on an unbounded input the pool's 7 units (jump 32) of RF 427 span 427 + 6 * 32
+    assert r.unbounded_receptive_field == (619, 619)
+    assert r.input_box(clip=False) == ((-213, 406), (-213, 406))
+    # every path goes through the pool: no local path quantities
+    assert r.min_receptive_field == (None, None) and r.local_receptive_field == (None, None)
     layer4 = r.layer("layer4_2_relu_2")
     # torchvision's ResNet-50 (v1.5, stride in the 3x3 conv): RF 427, jump 32, padding 213
     # By hand (Araujo's recursion): stem conv 7/2 p3 -> RF 7, J 2, P 3; maxpool 3/2 p1 ->
@@ -325,6 +332,98 @@ def test_resnet50_output_is_global_and_known():
     assert layer4.stride == (32, 32) and layer4.padding == (213, 213)
     # the shortest path skips every block through the (1x1 or identity) shortcuts
     assert layer4.min_receptive_field == (11, 11) and layer4.aligned is True
+
+
+def test_global_output_agrees_with_the_gradient_on_non_square_inputs():
+    # ResNet-18 by hand: layer4 RF 435, jump 32, padding 217; at 64x96 its grid is 2x3
+    model = torchvision.models.resnet18()
+    r = model_rf(model, (3, 64, 96))
+    m = measure_model_rf(model, (3, 64, 96))
+    assert r.receptive_field == m.receptive_field == (64, 96)
+    assert r.padding == m.padding == (0, 0) and r.stride == m.stride == (0, 0)
+    assert r.is_global and m.is_global and r.input_box() == m.input_box()
+    assert r.unbounded_receptive_field == (435 + 32, 435 + 2 * 32)
+    assert r.layer("layer4_1_relu_1").receptive_field == (435, 435)
+
+
+class SqueezeExcite(nn.Module):
+    """conv -> x * gate(mean over H, W) -> strided conv: every unit reads the whole input
+    through the gate, and a local box through the convolutions."""
+
+    def __init__(self, gate=True):
+        super().__init__()
+        self.gate = gate
+        self.a = nn.Conv2d(1, 4, 3, padding=1)
+        self.fc = nn.Linear(4, 4)
+        self.b = nn.Conv2d(4, 4, 5, stride=2, padding=2)
+
+    def forward(self, x):
+        y = self.a(x)
+        if self.gate:
+            y = y * torch.sigmoid(self.fc(y.mean((2, 3))))[:, :, None, None]
+        return self.b(y)
+
+
+def test_squeeze_excitation_reads_the_whole_input_and_keeps_its_local_field():
+    size = (1, 20, 26)
+    r = assert_matches_gradient(SqueezeExcite(), size)
+    assert r.global_axes == (True, True) and r.grid == (10, 13)
+    assert r.receptive_field == (20, 26) and r.padding == (0, 0) and r.stride == (2, 2)
+    assert all(r.input_box(u) == ((0, 20), (0, 26)) for u in [(0, 0), (9, 12), (4, 7)])
+    # the local paths are the model without the gate: conv 3 then conv 5 -> RF 7, padding 3
+    plain = model_rf(SqueezeExcite(gate=False), size)
+    measured = measure_model_rf(SqueezeExcite(gate=False), (1, 40, 40))
+    assert plain.receptive_field == measured.receptive_field == (7, 7)
+    assert r.local_receptive_field == plain.receptive_field
+    assert r.local_padding == plain.padding == measured.padding == (3, 3)
+    assert r.min_receptive_field == r.max_path_receptive_field == (7, 7)
+    text = str(r)
+    assert "receptive field: 20x26   (global: reads the whole input;" in text
+    assert "local paths (through no global op): receptive field 7, padding 3" in text
+
+
+class CroppedPool(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 2, 3, stride=2)  # never reads the last row and column
+
+    def forward(self, x):
+        return F.adaptive_max_pool2d(self.conv(x)[:, :, 2:], 1)
+
+
+def test_global_node_that_reads_part_of_the_input():
+    r = model_rf(CroppedPool(), (1, 12, 16))
+    (box,) = measure_boxes(CroppedPool(), (1, 12, 16), [None])
+    # rows: conv units 2..4 read rows [4, 11); columns: units 0..6 read [0, 15)
+    assert box == ((4, 11), (0, 15)) == r.input_box()
+    assert r.receptive_field == (7, 15) and r.padding == (-4, 0) and r.is_global
+    assert "global: reads only [4, 11) x [0, 15) of the input" in str(r)
+
+
+def test_audio_and_video_classifiers_read_the_whole_input():
+    audio = nn.Sequential(
+        nn.Conv1d(1, 4, 400, stride=160, padding=200),
+        nn.ReLU(),
+        nn.Conv1d(4, 4, 3, padding=2, dilation=2),
+        nn.AdaptiveAvgPool1d(1),
+        nn.Flatten(),
+        nn.Linear(4, 2),
+    )
+    r = model_rf(audio, (1, 4000))
+    assert r.receptive_field == measure_model_rf(audio, (1, 4000)).receptive_field == (4000,)
+    # local field of the last conv: 400 + 2 * 2 * 160 = 1040, padding 200 + 2 * 160;
+    # 26 units at jump 160 span 1040 + 25 * 160 on an unbounded input
+    assert r.layer("_2").receptive_field == (1040,) and r.layer("_2").padding == (520,)
+    assert r.unbounded_receptive_field == (1040 + 25 * 160,) and r.padding == (0,)
+    video = nn.Sequential(
+        nn.Conv3d(3, 2, (3, 5, 5), stride=(1, 2, 2), padding=(1, 2, 2)),
+        nn.AdaptiveAvgPool3d(1),
+        nn.Flatten(),
+        nn.Linear(2, 2),
+    )
+    r = model_rf(video, (3, 4, 10, 14))
+    assert r.receptive_field == (4, 10, 14) and r.global_axes == (True, True, True)
+    assert r.input_box() == measure_boxes(video, (3, 4, 10, 14), [None])[0]
 
 
 # -- hand-checked models -----------------------------------------------------------------
@@ -511,6 +610,38 @@ def test_errors():
         model_rf(conv, (1, 8, 8))
     with pytest.raises(ModelError, match="does not depend on its input"):
         model_rf(_Constant(), (1, 8))
+
+
+class OptionalScale(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 1, 3, padding=1)
+
+    def forward(self, x, scale=None, *, crop=False):
+        if scale is not None:
+            x = x * scale
+        y = self.conv(x)
+        return y[..., 1:-1, 1:-1] if crop else y
+
+
+class TwoInputs(nn.Module):
+    def forward(self, x, y):
+        return x + y
+
+
+def test_forward_arguments_after_the_input():
+    # optional arguments keep their defaults, as rfmap calls model(x)
+    r = assert_matches_gradient(OptionalScale(), (1, 9, 7))
+    assert r.receptive_field == (3, 3) and r.grid == (9, 7) and r.method == "analytic"
+    with pytest.raises(ModelError, match=r"needs more inputs than one tensor \(y too\)"):
+        model_rf(TwoInputs(), (1, 8, 8))
+
+
+def test_lazy_modules_are_not_initialised():
+    model = nn.Sequential(nn.LazyConv2d(2, 3, stride=2), nn.ReLU())
+    r = model_rf(model, (3, 9, 9))
+    assert r.receptive_field == (3, 3) and r.stride == (2, 2)
+    assert isinstance(model[0], nn.LazyConv2d) and model[0].has_uninitialized_params()
 
 
 class _Constant(nn.Module):

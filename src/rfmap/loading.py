@@ -18,6 +18,20 @@ from .errors import ModelError
 
 __all__ = ["load_model", "parse_input_size"]
 
+#: Keys under which checkpoints commonly nest the state dict.
+_NESTED = ("state_dict", "model_state_dict", "model", "net")
+
+
+def _why(exc: BaseException) -> str:
+    """``Type: first line of the message`` (the CLI prints one line per error)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
+
+
+def _listed(keys: list[str]) -> str:
+    shown = ", ".join(keys[:3])
+    return shown + (f" (+{len(keys) - 3} more)" if len(keys) > 3 else "")
+
 
 def _import_target(spec: str) -> Any:
     if ":" not in spec:
@@ -41,13 +55,13 @@ def _import_target(spec: str) -> Any:
             module_spec.loader.exec_module(module)
         except Exception as exc:
             sys.modules.pop(name, None)
-            raise ModelError(f"importing {target!r} failed: {type(exc).__name__}: {exc}") from exc
+            raise ModelError(f"importing {target!r} failed: {_why(exc)}") from exc
     else:
         try:
             module = importlib.import_module(target)
         except Exception as exc:
             raise ModelError(
-                f"cannot import module {target!r} from SPEC {spec!r}: {type(exc).__name__}: {exc}"
+                f"cannot import module {target!r} from SPEC {spec!r}: {_why(exc)}"
             ) from exc
     obj: Any = module
     for part in attr.split("."):
@@ -73,35 +87,59 @@ def load_model(spec: str, weights: str | os.PathLike[str] | None = None) -> Any:
         try:
             model = factory()
         except Exception as exc:
-            raise ModelError(f"calling {spec!r} failed: {type(exc).__name__}: {exc}") from exc
+            raise ModelError(f"calling {spec!r} failed: {_why(exc)}") from exc
     else:
         raise ModelError(f"{spec!r} is not callable")
     if not isinstance(model, torch.nn.Module):
         raise ModelError(f"{spec!r} returned {type(model).__name__}, not a torch.nn.Module")
     if weights is not None:
-        path = Path(weights)
-        if not path.is_file():
-            raise ModelError(f"weights file not found: {str(path)!r}")
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:
-            raise ModelError(
-                f"cannot load weights {str(path)!r}: {type(exc).__name__}: {exc}"
-            ) from exc
-        if (
-            isinstance(state, dict)
-            and "state_dict" in state
-            and isinstance(state["state_dict"], dict)
-        ):
-            state = state["state_dict"]
-        if not isinstance(state, dict):
-            raise ModelError(f"weights file {str(path)!r} does not hold a state dict")
-        try:
-            model.load_state_dict(state)
-        except Exception as exc:
-            message = str(exc).strip().splitlines()[0]
-            raise ModelError(f"weights {str(path)!r} do not fit {spec!r}: {message}") from exc
+        _load_weights(torch, model, spec, Path(weights))
     return model.eval()
+
+
+def _load_weights(torch: Any, model: Any, spec: str, path: Path) -> None:
+    """Load a state dict (possibly nested in a checkpoint) into ``model``, strictly."""
+    name = str(path)
+    if not path.is_file():
+        raise ModelError(f"weights file not found: {name!r}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        if "weights_only" in str(exc) or "Unsupported global" in str(exc):
+            raise ModelError(
+                f"cannot load weights {name!r}: it holds pickled objects (e.g. a whole model "
+                "saved with torch.save(model)), which torch.load(weights_only=True) refuses; "
+                "save model.state_dict() instead"
+            ) from exc
+        raise ModelError(f"cannot load weights {name!r}: {_why(exc)}") from exc
+    if isinstance(state, dict):
+        for key in _NESTED:
+            if isinstance(state.get(key), dict):
+                state = state[key]
+                break
+    if not isinstance(state, dict) or not all(isinstance(k, str) for k in state):
+        raise ModelError(f"weights file {name!r} does not hold a state dict")
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    wrong = [
+        f"{k} {list(state[k].shape)} (the model has {list(v.shape)})"
+        for k, v in own.items()
+        if k in state and isinstance(state[k], torch.Tensor) and state[k].shape != v.shape
+    ]
+    parts = []
+    if missing:
+        parts.append(f"missing {_listed(missing)}")
+    if unexpected:
+        parts.append(f"unexpected {_listed(unexpected)}")
+    if wrong:
+        parts.append(f"wrong shape {_listed(wrong)}")
+    if parts:
+        raise ModelError(f"weights {name!r} do not fit {spec!r}: {'; '.join(parts)}")
+    try:
+        model.load_state_dict(state)
+    except Exception as exc:
+        raise ModelError(f"weights {name!r} do not fit {spec!r}: {_why(exc)}") from exc
 
 
 def parse_input_size(text: str | Any, spatial_dims: int | None = None) -> tuple[int, ...]:

@@ -574,21 +574,27 @@ def measure_model_rf(
         rf.append(hi - lo)
         clipped = lo == 0 or hi == spatial[axis]
         jump: Jump = 0
+        step_known = True
         if prepared.grid and grid[axis] > 1:
             other = list(centre)
             other[axis] = centre[axis] - 1 if centre[axis] + 1 >= grid[axis] else centre[axis] + 1
             lo2, hi2 = prepared.box(tuple(other))[axis]
             step = other[axis] - centre[axis]
             jump = _jump(Fraction((lo2 - lo) if lo > 0 and lo2 > 0 else (hi2 - hi), step))
+            # both boxes cut by the border at both ends: their shift is not the stride
+            step_known = (lo > 0 and lo2 > 0) or (hi < spatial[axis] and hi2 < spatial[axis])
         stride.append(jump)
         start.append(int(lo - centre[axis] * jump))
         global_axes.append(
             not prepared.grid or (grid[axis] == 1 and (lo, hi) == (0, spatial[axis]))
         )
         if clipped and not global_axes[-1]:
+            what = "receptive field and padding are lower bounds"
+            if not step_known:
+                what = "receptive field and padding are lower bounds and the stride is unknown"
             notes.append(
-                f"axis {axis}: the measured box {[lo, hi]} touches the input border, so the "
-                "receptive field and padding are lower bounds; measure on a larger input"
+                f"axis {axis}: the measured box [{lo}, {hi}) touches the input border, so the "
+                f"{what}; measure on a larger input"
             )
     name = layer or "output"
     shape = tuple(prepared.out.shape)
@@ -617,7 +623,7 @@ def measure_model_rf(
 
     return ReceptiveField(
         node=name,
-        input_size=prepared.input_size,
+        input_size=tuple(spatial),
         shape=shape,
         grid=grid,
         receptive_field=row.receptive_field,

@@ -715,16 +715,24 @@ def _through(paths: _AxisPaths, window: Window) -> _AxisPaths:
 
 
 class _Axes:
-    """``padding`` and ``is_global`` from the ``start`` and ``global_axes`` fields."""
+    """``padding``, ``local_padding`` and ``is_global`` from the stored fields."""
 
     start: tuple[int, ...]
     global_axes: tuple[bool, ...]
+    local_start: tuple[int | None, ...] | None
 
     @property
     def padding(self) -> tuple[int, ...]:
         """Effective padding per axis (Araujo et al.): how far unit 0's box starts before
         the input, ``-start``."""
         return tuple(-s for s in self.start)
+
+    @property
+    def local_padding(self) -> tuple[int | None, ...] | None:
+        """Effective padding of the local paths (those through no global op), per axis."""
+        if self.local_start is None:
+            return None
+        return tuple(None if s is None else -s for s in self.local_start)
 
     @property
     def is_global(self) -> bool:
@@ -737,9 +745,15 @@ class LayerRF(_Axes):
     """One row of the per-layer table: the receptive field of one node's output.
 
     ``receptive_field``, ``stride`` (jump) and ``start`` are per input axis; ``start``
-    is the first input position read by unit 0 (``-padding``).  ``min_receptive_field``
-    and ``aligned`` are None where a non-convolutional window (upsampling, irregular
-    adaptive pool, measured op) makes them undefined.
+    is the first input position read by unit 0 (``-padding``).  On a *global* axis
+    (some op read it whole) they describe the input positions really read (the whole
+    input, normally); ``unbounded_receptive_field`` is the hull of every path on an
+    unbounded input, and ``local_receptive_field``/``local_start`` are those of the
+    local paths only (through no global op; None on an axis without one).
+    ``min_receptive_field``, ``max_path_receptive_field`` and ``aligned`` are over the
+    local paths; they are None where a non-convolutional window (upsampling, irregular
+    adaptive pool, measured op) makes them undefined, per axis where no local path
+    exists.
     """
 
     name: str
@@ -748,12 +762,15 @@ class LayerRF(_Axes):
     receptive_field: tuple[int, ...]
     stride: tuple[Jump, ...]
     start: tuple[int, ...]
-    min_receptive_field: tuple[int, ...] | None
-    max_path_receptive_field: tuple[int, ...] | None
+    min_receptive_field: tuple[int | None, ...] | None
+    max_path_receptive_field: tuple[int | None, ...] | None
     aligned: bool | None
     global_axes: tuple[bool, ...]
     exact: bool
     measured: bool
+    unbounded_receptive_field: tuple[int, ...] | None = None
+    local_receptive_field: tuple[int | None, ...] | None = None
+    local_start: tuple[int | None, ...] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready row."""
@@ -767,6 +784,9 @@ class LayerRF(_Axes):
             "padding": list(self.padding),
             "min_receptive_field": _json_list(self.min_receptive_field),
             "max_path_receptive_field": _json_list(self.max_path_receptive_field),
+            "unbounded_receptive_field": _json_list(self.unbounded_receptive_field),
+            "local_receptive_field": _json_list(self.local_receptive_field),
+            "local_padding": _json_list(self.local_padding),
             "aligned": self.aligned,
             "global": list(self.global_axes),
             "exact": self.exact,
@@ -778,7 +798,7 @@ def _json_jump(j: Jump) -> int | str:
     return j if isinstance(j, int) else f"{j.numerator}/{j.denominator}"
 
 
-def _json_list(values: tuple[int, ...] | None) -> list[int] | None:
+def _json_list(values: tuple[int | None, ...] | None) -> list[int | None] | None:
     return None if values is None else list(values)
 
 
@@ -794,6 +814,7 @@ class _Analysis:
     def __init__(self, graph: RFGraph) -> None:
         self.graph = graph
         self.paths: dict[str, tuple[_AxisPaths, ...]] = {}
+        self._clipped: dict[int, dict[str, tuple[np.ndarray, np.ndarray]]] = {}
         self.exact: dict[str, bool] = {}
         for node in graph.nodes.values():
             if node.name == graph.input:
@@ -835,40 +856,134 @@ class _Analysis:
         support = unit_support(self.graph, name, unit, clip)
         return tuple((int(s[0]), int(s[-1]) + 1) if len(s) else (0, 0) for s in support)
 
+    def clipped(self, name: str, axis: int) -> tuple[np.ndarray, np.ndarray]:
+        """First and last *real* input position (clipped, folded) read by every unit of
+        ``name`` along ``axis`` (``lo > hi``: the unit reads nothing).
+
+        A forward pass over the graph: a unit's support is the union of the supports of
+        the source units it reads, so its extremes are the extremes of theirs.
+        """
+        memo = self._clipped.setdefault(axis, {})
+        if name not in memo:
+            for node in self.graph.nodes.values():
+                if node.name not in memo:
+                    memo[node.name] = self._clip_node(node, axis, memo)
+                if node.name == name:
+                    break
+        return memo[name]
+
+    def _clip_node(
+        self, node: Node, axis: int, memo: dict[str, tuple[np.ndarray, np.ndarray]]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        n = node.extents[axis]
+        units = np.arange(n, dtype=np.int64)
+        if node.name == self.graph.input:
+            return units, units.copy()
+        lo = np.full(n, _NONE, dtype=np.int64)
+        hi = np.full(n, -_NONE, dtype=np.int64)
+        for i, edge in enumerate(node.edges):
+            e_lo, e_hi = self._clip_edge(edge.windows[axis], units, *memo[edge.source])
+            if i == 0:
+                lo, hi = e_lo, e_hi  # maybe the source's own arrays: never changed in place
+            else:
+                lo, hi = np.minimum(lo, e_lo), np.maximum(hi, e_hi)
+        return lo, hi
+
+    @staticmethod
+    def _clip_edge(
+        window: Window, units: np.ndarray, src_lo: np.ndarray, src_hi: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The extremes of what each of ``units`` reads through ``window``."""
+        n, size = len(units), len(src_lo)
+        if isinstance(window, Whole):
+            return (
+                np.full(n, src_lo.min(initial=_NONE), dtype=np.int64),
+                np.full(n, src_hi.max(initial=-_NONE), dtype=np.int64),
+            )
+        if isinstance(window, Conv):
+            if window.affine() == (1, 1, 1, 0) and size == n:
+                return src_lo, src_hi  # the identity (activations, norms, additions...)
+            # all units at once, one column per tap
+            taps = units[:, None] * window.stride + window.offset
+            taps = taps + np.arange(window.kernel, dtype=np.int64) * window.dilation
+            if window.pad_mode is PadMode.ZEROS:
+                inside = (taps >= 0) & (taps < size)
+                taps = np.clip(taps, 0, size - 1)
+                return (
+                    np.where(inside, src_lo[taps], _NONE).min(axis=1),
+                    np.where(inside, src_hi[taps], -_NONE).max(axis=1),
+                )
+            taps = _fold(taps.ravel(), size, window.pad_mode).reshape(taps.shape)
+            return src_lo[taps].min(axis=1), src_hi[taps].max(axis=1)
+        lo = np.full(n, _NONE, dtype=np.int64)
+        hi = np.full(n, -_NONE, dtype=np.int64)
+        which, found = window.pairs(units)
+        which, found = _fold_pairs(which, found, size, window.pad_mode)
+        np.minimum.at(lo, which, src_lo[found])
+        np.maximum.at(hi, which, src_hi[found])
+        return lo, hi
+
     def row(self, name: str) -> LayerRF:
         node = self.graph.nodes[name]
         paths = self.paths[name]
         rf: list[int] = []
         start: list[int] = []
         stride: list[Jump] = []
-        min_rf: list[int] | None = []
-        max_rf: list[int] | None = []
+        hull: list[int] = []
+        min_rf: list[int | None] | None = []
+        max_rf: list[int | None] | None = []
+        local_rf: list[int | None] = []
+        local_start: list[int | None] = []
         aligned: bool | None = True
         for axis, p in enumerate(paths):
+            n = node.extents[axis]
             local = sorted((j for j in p.jumps if j != 0), reverse=True)
             stride.append(local[0] if local else 0)
             if not p.classes:
-                units = np.arange(node.extents[axis], dtype=np.int64)
-                lo, hi = unit_bounds(self.graph, name, axis, units)
+                lo, hi = unit_bounds(self.graph, name, axis, np.arange(n, dtype=np.int64))
                 spans = np.where(lo <= hi, hi - lo + 1, 0)
                 rf.append(int(spans.max()))
                 start.append(int(lo[0]) if lo[0] <= hi[0] else 0)
+                local_rf.append(None if p.whole else rf[-1])
+                local_start.append(None if p.whole else start[-1])
                 min_rf = max_rf = None
                 aligned = None
-                continue
-            n = node.extents[axis]
-            first = _unclipped_box(p.classes, 0)
-            last = _unclipped_box(p.classes, n - 1)
-            rf.append(max(first[1] - first[0], last[1] - last[0]))
-            start.append(first[0])
-            if min_rf is not None and max_rf is not None:
-                min_rf.append(min(b[_WMIN] for b in p.classes.values()) + 1)
-                max_rf.append(max(b[_WMAX] for b in p.classes.values()) + 1)
-            nonglobal = [b for j, b in p.classes.items() if j != 0]
-            if aligned is not None and (
-                len(nonglobal) > 1 or any(b[_CMIN] != b[_CMAX] for b in nonglobal)
-            ):
-                aligned = False
+            else:
+                first = _unclipped_box(p.classes, 0)
+                last = _unclipped_box(p.classes, n - 1)
+                rf.append(max(first[1] - first[0], last[1] - last[0]))
+                start.append(first[0])
+                # the path quantities are those of the local paths (not through a
+                # global op): on an unbounded input they do not depend on its size
+                nonglobal = p.classes
+                if 0 in nonglobal:
+                    nonglobal = {j: b for j, b in p.classes.items() if j != 0}
+                if nonglobal is p.classes:
+                    local_rf.append(rf[-1])
+                    local_start.append(start[-1])
+                elif nonglobal:
+                    a, b = _unclipped_box(nonglobal, 0)
+                    c, d = _unclipped_box(nonglobal, n - 1)
+                    local_rf.append(max(b - a, d - c))
+                    local_start.append(a)
+                else:
+                    local_rf.append(None)
+                    local_start.append(None)
+                if min_rf is not None and max_rf is not None:
+                    widths = nonglobal.values()
+                    min_rf.append(min(b[_WMIN] for b in widths) + 1 if nonglobal else None)
+                    max_rf.append(max(b[_WMAX] for b in widths) + 1 if nonglobal else None)
+                if aligned is not None and (
+                    len(nonglobal) > 1 or any(b[_CMIN] != b[_CMAX] for b in nonglobal.values())
+                ):
+                    aligned = False
+            hull.append(rf[-1])
+            if p.whole:
+                # a global axis: what the units really read, inside the input
+                lo, hi = self.clipped(name, axis)
+                read = lo <= hi
+                rf[-1] = int((hi - lo + 1)[read].max()) if read.any() else 0
+                start[-1] = int(lo[0]) if read[0] else 0
         return LayerRF(
             name=name,
             op=node.op,
@@ -882,6 +997,9 @@ class _Analysis:
             global_axes=tuple(p.whole for p in paths),
             exact=self.exact[name],
             measured=node.measured,
+            unbounded_receptive_field=tuple(hull),
+            local_receptive_field=tuple(local_rf),
+            local_start=tuple(local_start),
         )
 
 
@@ -924,6 +1042,12 @@ class ReceptiveField(_Axes):
     largest receptive field over all paths when they are aligned), ``stride`` the
     effective stride (jump), ``padding`` the effective padding (Araujo et al.), i.e.
     unit ``u`` reads ``[u*stride - padding, u*stride - padding + receptive_field)``.
+    On a global axis (``global_axes``: global pooling, ``Linear`` after ``flatten``, a
+    squeeze-excitation gate...) the unit reads the whole input instead:
+    ``receptive_field`` and ``padding`` are then those of the positions really read
+    (the input size and 0, normally), ``unbounded_receptive_field`` is the hull of all
+    paths on an unbounded input, and ``local_receptive_field``/``local_padding`` those
+    of the paths through no global op (None if there is none).
     ``layers`` is the per-layer table.  Use :meth:`input_box` for the exact box of any
     unit, inside the image or not.
     """
@@ -935,8 +1059,8 @@ class ReceptiveField(_Axes):
     receptive_field: tuple[int, ...]
     stride: tuple[Jump, ...]
     start: tuple[int, ...]
-    min_receptive_field: tuple[int, ...] | None
-    max_path_receptive_field: tuple[int, ...] | None
+    min_receptive_field: tuple[int | None, ...] | None
+    max_path_receptive_field: tuple[int | None, ...] | None
     aligned: bool | None
     global_axes: tuple[bool, ...]
     exact: bool
@@ -945,6 +1069,9 @@ class ReceptiveField(_Axes):
     measured_nodes: tuple[str, ...] = ()
     method: str = "analytic"
     notes: tuple[str, ...] = ()
+    unbounded_receptive_field: tuple[int, ...] | None = None
+    local_receptive_field: tuple[int | None, ...] | None = None
+    local_start: tuple[int | None, ...] | None = None
     _boxer: Callable[[tuple[int, ...], bool], tuple[tuple[int, int], ...]] | None = field(
         default=None, repr=False, compare=False
     )
@@ -991,6 +1118,9 @@ class ReceptiveField(_Axes):
             "start": list(self.start),
             "min_receptive_field": _json_list(self.min_receptive_field),
             "max_path_receptive_field": _json_list(self.max_path_receptive_field),
+            "unbounded_receptive_field": _json_list(self.unbounded_receptive_field),
+            "local_receptive_field": _json_list(self.local_receptive_field),
+            "local_padding": _json_list(self.local_padding),
             "aligned": self.aligned,
             "is_global": self.is_global,
             "global_axes": list(self.global_axes),
@@ -1050,6 +1180,9 @@ def graph_rf(
         measured_nodes=measured,
         method=method if not measured else "mixed",
         notes=tuple(notes),
+        unbounded_receptive_field=top.unbounded_receptive_field,
+        local_receptive_field=top.local_receptive_field,
+        local_start=top.local_start,
         _boxer=boxer,
     )
 
@@ -1107,7 +1240,7 @@ def layers_rf(layers: Sequence[ConvLayer], size: int | Sequence[int]) -> Recepti
 def _axes(values: Sequence[Any] | None) -> str:
     if values is None:
         return "-"
-    texts = [str(v) for v in values]
+    texts = ["-" if v is None else str(v) for v in values]
     return texts[0] if len(set(texts)) == 1 else "x".join(texts)
 
 
@@ -1190,18 +1323,50 @@ def _summary(result: ReceptiveField) -> str:
     size = "x".join(map(str, result.input_size))
     lines = [
         f"receptive field of {result.node!r} (input {size}, {result.method})",
-        f"  receptive field: {_axes(result.receptive_field)}"
-        + ("   (global: reads the whole input)" if result.is_global else ""),
+        f"  receptive field: {_axes(result.receptive_field)}{_global_note(result)}",
         f"  stride (jump):   {_axes(result.stride)}",
         f"  padding:         {_axes(result.padding)}",
-        f"  min RF over paths: {_axes(result.min_receptive_field)}   aligned: "
-        + {True: "yes", False: "no", None: "unknown"}[result.aligned],
     ]
+    local = result.local_receptive_field
+    if result.is_global and local is not None and any(v is not None for v in local):
+        lines.append(
+            f"  local paths (through no global op): receptive field {_axes(local)}, "
+            f"padding {_axes(result.local_padding)}"
+        )
+    shortest = result.min_receptive_field
+    if shortest is not None and all(v is None for v in shortest):
+        lines.append("  min RF over paths: -   (every path goes through a global op)")
+    else:
+        lines.append(
+            f"  min RF over paths: {_axes(result.min_receptive_field)}   aligned: "
+            + {True: "yes", False: "no", None: "unknown"}[result.aligned]
+        )
     if result.measured_nodes:
         measured = ", ".join(result.measured_nodes)
         lines.append(f"  measured with the gradient, not derived: {measured}")
     lines += [f"  note: {note}" for note in result.notes]
     return "\n".join(lines)
+
+
+def _global_note(result: ReceptiveField) -> str:
+    """What a global result reads: the whole input, or only part of it."""
+    if not result.is_global:
+        larger = any(r > n for r, n in zip(result.receptive_field, result.input_size, strict=True))
+        return "   (larger than the input)" if larger else ""
+    axes = [a for a, g in enumerate(result.global_axes) if g]
+    if all(
+        result.start[a] == 0 and result.receptive_field[a] == result.input_size[a] for a in axes
+    ):
+        what = "reads the whole input"
+    else:
+        box = " x ".join(
+            f"[{result.start[a]}, {result.start[a] + result.receptive_field[a]})" for a in axes
+        )
+        what = f"reads only {box} of the input"
+    hull = result.unbounded_receptive_field
+    if hull is not None and hull != result.receptive_field:
+        what += f"; hull of all paths on an unbounded input: {_axes(hull)}"
+    return f"   (global: {what})"
 
 
 def _html_table(result: ReceptiveField) -> str:

@@ -27,6 +27,7 @@ import copy
 import difflib
 import enum
 import gc
+import inspect
 import math
 import operator
 from collections.abc import Iterator, Sequence
@@ -1243,7 +1244,8 @@ def _eval_mode(model: Any) -> Iterator[None]:
         yield
     finally:
         for m, mode in modes:
-            m.training = mode
+            if m.training != mode:
+                m.training = mode
 
 
 def _trace(model: Any) -> tuple[Any, Any, list[str]]:
@@ -1263,10 +1265,11 @@ def _trace(model: Any) -> tuple[Any, Any, list[str]]:
 
     last: Exception | None = None
     root = copy.copy(model)
+    concrete = _optional_args(model)
     for _ in range(_MAX_RETRACES):
         tracer = Tracer()
         try:
-            graph = tracer.trace(root)
+            graph = tracer.trace(root, concrete_args=concrete or None)
         except Exception as exc:
             last = exc
             stack = [name for name, _ in tracer.module_stack.values() if name]
@@ -1281,6 +1284,24 @@ def _trace(model: Any) -> tuple[Any, Any, list[str]]:
 
 class _Untraceable(Exception):
     pass
+
+
+def _optional_args(model: Any) -> dict[str, Any]:
+    """The arguments of ``forward`` after the input that have a default value.
+
+    They are traced with that value (``forward(x, mask=None)`` takes the ``mask is
+    None`` branch), as rfmap calls the model with the input alone.
+    """
+    try:
+        params = list(inspect.signature(model.forward).parameters.values())
+    except (TypeError, ValueError):
+        return {}
+    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return {
+        p.name: p.default
+        for p in params[1:]
+        if p.kind in kinds and p.default is not inspect.Parameter.empty
+    }
 
 
 @dataclass
@@ -1327,6 +1348,9 @@ def trace_model(
     size = parse_input_size(input_size)
     if not isinstance(model, torch.nn.Module):
         raise ModelError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    lazy = torch.nn.parameter.is_lazy
+    if any(lazy(t) for t in (*model.parameters(), *model.buffers())):
+        model = copy.deepcopy(model)  # running it would initialise the user's lazy modules
     with _eval_mode(model):
         try:
             root, graph, opaque = _trace(model)
@@ -1459,6 +1483,13 @@ def _run(
     placeholders = [n for n in graph.nodes if n.op == "placeholder"]
     if not placeholders:
         raise ModelError("the model's forward takes no input")
+    required = [str(n.target) for n in placeholders[1:] if not n.args]
+    required = [name for name in required if not name.startswith("*")]
+    if required:
+        raise ModelError(
+            f"the model's forward needs more inputs than one tensor ({', '.join(required)} "
+            "too); rfmap feeds it the input alone: wrap the model so that it takes one tensor"
+        )
     module_nodes: dict[str, str] = {}
 
     memo: dict[int, Any] = {}

@@ -15,6 +15,9 @@ exactly (residual additions, concatenations, strides, dilation, padding, pooling
 upsampling...); an op that cannot be derived is measured with the gradient instead, and
 the report says which.  Receptive field, stride (jump) and padding are per spatial axis:
 output unit u reads input positions [u*stride - padding, u*stride - padding + RF).
+After global pooling, Linear on a flattened map or a squeeze-excitation gate a unit
+reads the whole input ('global'): the RF is then the input size (the JSON keeps the
+unbounded hull and the RF of the local paths as extra keys).
 
 examples:
   rfmap model torchvision.models:resnet50 --input-size 3,224,224
@@ -120,7 +123,7 @@ def run_model(args: argparse.Namespace) -> int:
         chosen = _normalise_unit(unit, result.grid, result.node)
         box = [list(b) for b in result.input_box(chosen)]
         info: dict[str, Any] = {"unit": list(chosen), "box": box}
-        text = f"unit {chosen} reads input box {_fmt_box(box)}"
+        text = f"unit {_fmt_unit(chosen)} reads input box {_fmt_box(box)}"
         if result.method != "measured":
             info["unclipped_box"] = [list(b) for b in result.input_box(chosen, clip=False)]
             text += f" (unclipped: {_fmt_box(info['unclipped_box'])})"
@@ -141,7 +144,7 @@ def run_model(args: argparse.Namespace) -> int:
             verdict = "matches" if match else "DIFFERS from"
             lines += [
                 "",
-                f"gradient check, unit {chosen}: measured box {_fmt_box(got)} {verdict} "
+                f"gradient check, unit {_fmt_unit(chosen)}: measured box {_fmt_box(got)} {verdict} "
                 f"the analytic box {_fmt_box(box)}",
             ]
             code = 0 if match else 1
@@ -150,6 +153,10 @@ def run_model(args: argparse.Namespace) -> int:
     else:
         print("\n".join(lines))
     return code
+
+
+def _fmt_unit(unit: tuple[int, ...]) -> str:
+    return f"({', '.join(map(str, unit))})"
 
 
 def _fmt_box(box: list[list[int]]) -> str:
