@@ -231,6 +231,11 @@ def test_random_schedules_match_python_or_fail_alike(
         assert shared_tab.show(recover) is None
     else:
         assert got == expected
+        # scale=auto: log when the non-zero counts span over 3 decades (as rfmap plot)
+        counts = np.array(json.loads(got)["counts"], dtype=object).ravel()
+        nonzero = [int(c) for c in counts if c != 0]
+        wide = bool(nonzero) and max(nonzero) > 1000 * min(nonzero)
+        assert shared_tab.js("() => rfmapExplorer.scale()") == ("log" if wide else "linear")
 
 
 @pytest.mark.parametrize("preset", PRESETS, ids=[p.id for p in PRESETS])
@@ -269,6 +274,27 @@ def test_presets_have_their_published_receptive_fields(
     assert data["receptive_field"][0] == field
     shown = shared_tab.page.text_content('#map-stats dd[data-key="receptive_field"]')
     assert shown is not None and shown.split(" × ")[0] == str(field)
+
+
+@pytest.mark.parametrize(
+    ("frag", "scale"),
+    [
+        (fragment([1, 2, 4], 3, 21), "linear"),  # counts 1..9
+        (fragment([1, 1, 2, 3, 5, 8, 13, 21], 3, 129), "log"),  # 1..11236
+        (fragment([1, 2, 4], 3, 21, scale="log"), "log"),
+        (fragment([1, 1, 2, 3, 5, 8, 13, 21], 3, 129, scale="linear"), "linear"),
+        (fragment([1] * 8, 4, 15, ndim=1), "log"),  # clipped to 8 .. 8091: just over 1000x
+        (fragment([1] * 8, 4, 11, ndim=1), "linear"),  # 110 .. 7624
+    ],
+)
+def test_auto_scale_is_rfmap_plots_choice(shared_tab: Tab, frag: str, scale: str) -> None:
+    from rfmap.plot.maps import Scale, _resolve_scale
+
+    assert shared_tab.show(frag) is None
+    data = json.loads(shared_tab.map_json())
+    counts = np.array(data["counts"], dtype=np.float64)
+    assert _resolve_scale(frag.split("scale=")[1].split("&")[0], counts) == Scale(scale)
+    assert shared_tab.js("() => rfmapExplorer.scale()") == scale
 
 
 def test_powers_of_three_reach_every_offset_exactly_once(shared_tab: Tab) -> None:
@@ -488,6 +514,48 @@ def test_typing_a_schedule_exports_the_cli_json(tab: Tab) -> None:
     assert tab.hash() == fragment([2, 3, 5], 2, 25, 1, "causal")
 
 
+def test_typing_key_by_key_never_flashes_an_error(tab: Tab) -> None:
+    """A trailing comma is the next value on its way, not an error."""
+    page = tab.page
+    page.evaluate(
+        """() => { window.__errors = [];
+                   const seen = () => { if (!error.hidden) __errors.push(error.textContent); };
+                   new MutationObserver(seen)
+                     .observe(error, { attributes: true, childList: true }); }"""
+    )
+    page.fill("#dilations-text", "")
+    page.focus("#dilations-text")
+    page.evaluate("() => { __errors.length = 0; }")  # the empty field is an error
+    page.keyboard.type("1, 2, 5, 9")
+    assert page.evaluate("() => __errors") == []
+    assert tab.map_json() == python_json([1, 2, 5, 9])
+    page.keyboard.type(",")
+    assert tab.error() is None and [x["d"] for x in tab.state()["layers"]] == [1, 2, 5, 9]
+    page.focus("#size")  # leaving the field writes the schedule back
+    assert page.input_value("#dilations-text") == "1, 2, 5, 9"
+    page.fill("#dilations-text", "1,,2")  # an empty value in the middle is still an error
+    assert tab.error() == "dilations must be comma-separated integers, got '1,,2'"
+
+
+def test_switching_a_long_1d_input_to_2d(tab: Tab) -> None:
+    """WaveNet's 2048-long input becomes the largest 2D map instead of an error."""
+    page = tab.page
+    page.select_option("#preset", "wavenet-1")
+    page.click("label[for=ndim-2]")
+    assert tab.error() is None
+    assert page.input_value("#size") == "1024"
+    expected = json.loads(python_json([2**i for i in range(10)], 2, 1024, 2, "causal"))
+    del expected["counts"]
+    assert json.loads(tab.map_json(counts=False)) == expected
+    page.click("label[for=ndim-1]")  # back to 1D: the size stays
+    assert (tab.state()["ndim"], tab.state()["size"]) == (1, 1024)
+    page.fill("#size", "2000")  # in 2D, a size over the limit is refused as before
+    page.click("label[for=ndim-2]")
+    assert tab.state()["size"] == 1024
+    page.fill("#size", "2000")
+    assert tab.error() == "the explorer draws 2D maps up to size 1024, got 2000"
+
+
 def test_layer_table_add_edit_and_remove(tab: Tab) -> None:
     page = tab.page
     page.click("#add-layer")  # copies the last layer and focuses its dilation
@@ -590,6 +658,12 @@ def test_keyboard_reaches_every_control_and_moves_on_the_map(tab: Tab) -> None:
     assert page.get_attribute("#readout", "data-count") == str(
         path_map([1, 2, 4], size=21).counts[9, 2]
     )
+    for key in ("Shift+ArrowLeft", "Shift+ArrowDown", "Shift+ArrowDown"):
+        page.keyboard.press(key)  # stops at the edges of the 21 x 21 input
+    assert page.get_attribute("#readout", "data-cell") == "20,0"
+    assert page.get_attribute("#readout", "data-count") == str(
+        path_map([1, 2, 4], size=21).counts[20, 0]
+    )
     page.keyboard.press("Home")
     assert page.get_attribute("#readout", "data-cell") == "10,10"
     page.keyboard.press("[")
@@ -614,6 +688,9 @@ def test_layer_slider_grows_the_schedule(tab: Tab) -> None:
     assert tab.hash().endswith("&depth=3")
     # the table greys out the layers beyond the view
     assert page.eval_on_selector_all("tbody tr.beyond", "rows => rows.length") == 2
+    opacity = "sel => getComputedStyle(document.querySelector(sel)).opacity"
+    assert float(page.evaluate(opacity, "tbody tr.beyond td")) < 0.6
+    assert float(page.evaluate(opacity, "tbody tr:not(.beyond) td")) == 1
     # play: from the end it restarts at one layer, then adds a layer per second
     page.keyboard.press("End")
     page.click("#play")
@@ -757,6 +834,114 @@ def test_export_png_is_a_real_figure(tab: Tab) -> None:
     dark = np.all(np.abs(pixels.astype(int) - [8, 48, 107]) <= 2, axis=-1)
     assert dark.any()
     assert (pixels[0, 0] == 255).all()  # white margin
+    # the colour bar: one column holds the whole ramp of path colours, which no column
+    # of the map does (its 21 x 21 cells have at most 21 colours per column)
+    shades = [len({tuple(p) for p in pixels[:, x]}) for x in range(width)]
+    assert max(shades) >= 200
+    assert_no_ink_on_the_edges(pixels, "exported PNG")
+
+
+def assert_no_ink_on_the_edges(pixels: Any, what: str) -> None:
+    """Nothing is drawn on the outermost pixels: no label runs off the image."""
+    rgba = pixels if pixels.shape[-1] == 4 else np.dstack([pixels, np.full(pixels.shape[:2], 255)])
+    ink = (rgba[..., 3] > 0) & (rgba[..., :3].min(axis=-1) < 235)
+    ring = {"top": ink[0], "bottom": ink[-1], "left": ink[:, 0], "right": ink[:, -1]}
+    assert [side for side, line in ring.items() if line.any()] == [], what
+
+
+def test_export_png_with_bigint_counts_keeps_its_caption_inside(tab: Tab) -> None:
+    from PIL import Image
+
+    tab.show(fragment([1] * 20, 16, 41))
+    with tab.page.expect_download() as info:
+        tab.page.click("#export-png")
+    with Image.open(info.value.path()) as opened:
+        assert_no_ink_on_the_edges(np.asarray(opened.convert("RGB")), "BigInt export")
+
+
+@pytest.mark.parametrize("size", [21, 129, 1024])
+def test_labels_fit_inside_the_map_and_colour_bar(tab: Tab, size: int) -> None:
+    """Row 0's label, 4-digit row labels and the colour bar's top label are not cut off."""
+    assert tab.show(fragment([1, 1, 2, 3, 5, 8, 13, 21], 3, size)) is None
+    for selector in ("#map-canvas", "#colorbar"):
+        pixels, _ = canvas_image(tab, selector)
+        assert_no_ink_on_the_edges(pixels, f"{selector} at N={size}")
+
+
+def test_export_png_has_one_pixel_per_cell_at_n_1024(tab: Tab) -> None:
+    """The exported figure keeps every cell: a lattice of dots stays a lattice."""
+    import base64
+
+    from PIL import Image
+
+    tab.show(fragment([2, 4, 8, 16, 32, 64, 128], 3, 1024))  # dots at even (row, col)
+    # the PNG as the page hands it to the download (Chromium's download of this
+    # half-megabyte image alone takes seconds here; the other tests download exports)
+    url = tab.js(
+        """() => new Promise((resolve) => {
+             const toBlob = HTMLCanvasElement.prototype.toBlob;
+             HTMLCanvasElement.prototype.toBlob = function (callback, type) {
+               HTMLCanvasElement.prototype.toBlob = toBlob;
+               toBlob.call(this, (blob) => {
+                 const reader = new FileReader();
+                 reader.onload = () => resolve(reader.result);
+                 reader.readAsDataURL(blob);
+               }, type);
+             };
+             document.getElementById("export-png").click();
+           })"""
+    )
+    with Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1]))) as opened:
+        pixels = np.asarray(opened.convert("RGB"))
+    white = (pixels == 255).all(axis=-1)
+    h, w = white.shape
+    assert w >= 1024 + 60 and h >= 1024 + 100
+    # the middle of the map, well inside the 509-wide field: 3 cells in 4 are holes
+    # (averaged or skipped cells would make it a tint or white bands)
+    cy, cx = h // 2, w // 2 - 30
+    window = white[cy - 60 : cy + 60, cx - 60 : cx + 60]
+    assert 0.7 < window.mean() < 0.8, window.mean()
+    classes = sorted(window[a::2, b::2].mean() for a in (0, 1) for b in (0, 1))
+    assert classes == [0, 1, 1, 1]  # dots where row and column are both even, else holes
+
+
+def test_the_colour_bar_labels_its_maximum(tab: Tab) -> None:
+    """(1, 1, 2, 3, 5): ticks 0, 100, 200 and, at the top, the largest count 289."""
+    tab.show(fragment([1, 1, 2, 3, 5], 3, 21, scale="linear"))
+    pixels, box = canvas_image(tab, "#colorbar")
+    k = pixels.shape[1] / box[2]
+    top = pixels[: round(14 * k), round(24 * k) :]  # beside the top of the bar
+    assert ((top[..., 3] > 0) & (top[..., :3].min(axis=-1) < 200)).any()
+
+
+def test_cells_smaller_than_a_pixel_are_averaged(tab: Tab) -> None:
+    """1024 x 1024 cells in ~500 pixels: a lattice of dots is a tint, not white bands."""
+    tab.show(fragment([2, 4, 8, 16, 32, 64, 128], 3, 1024))  # every even offset reached
+    pixels, box = canvas_image(tab, "#map-canvas")
+    k = pixels.shape[1] / box[2]
+    a = tab.js("() => rfmapExplorer.cellPoint(400, 400)")
+    b = tab.js("() => rfmapExplorer.cellPoint(624, 624)")
+    inner = pixels[
+        round((a["y"] - box[1]) * k) : round((b["y"] - box[1]) * k),
+        round((a["x"] - box[0]) * k) : round((b["x"] - box[0]) * k),
+        :3,
+    ]
+    white = (inner == 255).all(axis=-1).mean()
+    assert inner.shape[0] > 50 and white < 0.02, white
+
+
+def test_the_legend_says_what_the_marks_mean(tab: Tab) -> None:
+    note = lambda: tab.page.text_content("#scale-note") or ""  # noqa: E731
+    tab.show(fragment([2, 2, 2], 3, 21))
+    assert "orange: the output unit" in note() and "dashed: its receptive field" in note()
+    tab.show(fragment([1, 1, 2, 3, 5], 3, 21))  # the field fills the input: no box
+    assert "dashed" not in note()
+    tab.show(fragment([2, 4, 8, 16, 32, 64, 128], 3, 1024))
+    assert "each pixel averages about" in note()
+    tab.show(fragment([2, 4], 3, 41, ndim=1))
+    assert "red ×: a hole inside the field" in note()
+    tab.show(fragment([1, 2, 4], 3, 41, ndim=1))
+    assert "hole" not in note()
 
 
 def test_export_png_of_a_1d_map(tab: Tab) -> None:
@@ -820,6 +1005,38 @@ def test_the_jupyter_display_works_in_its_iframe(browser: Any) -> None:
         page.close()
 
 
+def test_the_content_security_policy_blocks_any_request(browser: Any, page_url: str) -> None:
+    """Even code that tried could not reach the network: the browser blocks it."""
+    hits: list[str] = []
+    server = explorer_server("unused", port=0)
+    server.RequestHandlerClass.do_GET = lambda h: hits.append(h.path)  # type: ignore[method-assign]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    t = Tab(browser, page_url)
+    try:
+        t.open()
+        host, port = server.server_address[:2]
+        blocked = t.js(
+            """async (url) => {
+                 const seen = [];
+                 document.addEventListener(
+                   "securitypolicyviolation", (e) => seen.push(e.violatedDirective));
+                 await fetch(url + "fetch").catch(() => null);
+                 const img = new Image();
+                 img.src = url + "img";
+                 await new Promise((r) => setTimeout(r, 300));
+                 return seen;
+               }""",
+            f"http://{host}:{port}/",
+        )
+        assert set(blocked) == {"connect-src", "img-src"}
+        assert hits == []  # the server heard nothing (Playwright lists the blocked image)
+    finally:
+        t.close()
+        server.shutdown()
+        server.server_close()
+
+
 def test_served_page_works_and_serves_nothing_else(browser: Any) -> None:
     server = explorer_server(explorer([2, 2, 2]).to_html(), port=0)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -844,33 +1061,64 @@ def test_served_page_works_and_serves_nothing_else(browser: Any) -> None:
         server.server_close()
 
 
-def test_holes_are_white_and_single_paths_are_not(tab: Tab) -> None:
-    """In both scales a hole (0) is white and a cell with one path is visibly blue."""
+def canvas_image(t: Tab, selector: str) -> Any:
+    """A canvas's pixels (RGBA, device pixels) and its box in CSS pixels."""
     import base64
 
     from PIL import Image
 
-    for scale in ("linear", "log"):
-        tab.show(fragment([2, 2, 2], 3, 21, scale=scale))
-        url, box = tab.js(
-            """() => { const c = document.getElementById("map-canvas");
-                       const r = c.getBoundingClientRect();
-                       return [c.toDataURL(), [r.left, r.top, r.width]]; }"""
-        )
-        png = io.BytesIO(base64.b64decode(url.split(",", 1)[1]))
-        with Image.open(png) as opened:
-            image = opened.convert("RGB")
-        k = image.size[0] / box[2]
+    url, box = t.js(
+        """s => { const c = document.querySelector(s); const r = c.getBoundingClientRect();
+                  return [c.toDataURL(), [r.left, r.top, r.width, r.height]]; }""",
+        selector,
+    )
+    with Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1]))) as opened:
+        return np.asarray(opened.convert("RGBA")), box
 
-        def pixel(i: int, j: int, image: Any = image, k: float = k, box: Any = box) -> list[int]:
-            p = tab.js("([i, j]) => rfmapExplorer.cellPoint(i, j)", [i, j])
-            return list(
-                image.getpixel((round((p["x"] - box[0]) * k), round((p["y"] - box[1]) * k)))
-            )
 
-        assert pixel(4, 5) == [255, 255, 255]  # a hole
-        corner = pixel(4, 4)  # one path
-        assert corner != [255, 255, 255] and corner[2] > corner[0] + 10
+@pytest.mark.parametrize("scale", ["linear", "log"])
+@pytest.mark.parametrize(("dilations", "size"), [([2, 2, 2], 21), ([1, 2, 3], 16)])
+def test_every_cell_has_rfmap_plots_colour(
+    tab: Tab, scale: str, dilations: list[int], size: int
+) -> None:
+    """Each cell is painted as rfmap plot colours its count (matplotlib is the oracle).
+
+    Counts >= 1 take ``path_colormap(Blues)`` under ``Normalize(0, max)`` or
+    ``LogNorm(1, max)``; a hole is white (rfmap plot: Blues' lightest, nearly white).
+    """
+    import matplotlib as mpl
+    from matplotlib.colors import LogNorm, Normalize
+
+    from rfmap.plot.maps import path_colormap
+
+    tab.show(fragment(dilations, 3, size, scale=scale))
+    counts = path_map(dilations, size=size).counts
+    top = float(counts.max())
+    norm = LogNorm(vmin=1, vmax=top) if scale == "log" else Normalize(vmin=0, vmax=top)
+    colours = path_colormap(mpl.colormaps["Blues"])
+    pixels, box = canvas_image(tab, "#map-canvas")
+    k = pixels.shape[1] / box[2]
+    a = tab.js("() => rfmapExplorer.cellPoint(0, 0)")
+    b = tab.js(f"() => rfmapExplorer.cellPoint({size - 1}, {size - 1})")
+    step = (b["x"] - a["x"]) / (size - 1)
+    assert step >= 20  # big cells: their counts are written in them
+    for i in range(size):
+        for j in range(size):
+            # 0.35 of a cell up and left of the centre: off the count written there
+            x = a["x"] + (j - 0.35) * step - box[0]
+            y = a["y"] + (i - 0.35) * step - box[1]
+            got = pixels[round(y * k), round(x * k), :3].astype(int)
+            c = int(counts[i, j])
+            if c == 0:
+                assert got.tolist() == [255, 255, 255], (i, j)
+                continue
+            # the shade matplotlib picks; at an exact tie of t * 256 float rounding may
+            # pick the neighbour (the page sums per-axis logarithms)
+            x256 = float(norm(c)) * 256
+            shades = {min(255, int(x256))}
+            shades |= {min(255, int(x256 + d)) for d in (-1e-9, 1e-9) if x256 + d >= 0}
+            errors = [np.abs(got - np.array(colours(s)[:3]) * 255).max() for s in shades]
+            assert min(errors) <= 1, (i, j, c, got, shades)
 
 
 def test_the_colour_map_is_matplotlibs_blues(shared_tab: Tab) -> None:
@@ -880,3 +1128,9 @@ def test_the_colour_map_is_matplotlibs_blues(shared_tab: Tab) -> None:
     blues = mpl.colormaps["Blues"](np.arange(256))[:, :3] * 255
     assert page_lut.shape == (256, 3)
     assert np.abs(page_lut - blues).max() <= 0.5 + 1e-9  # rounded, never off by a shade
+    # counts >= 1: rfmap plot's path colours (Blues from 15 %), the same 256 shades
+    from rfmap.plot.maps import path_colormap
+
+    path = np.array(shared_tab.js("() => rfmapExplorer.pathLut()"))
+    expected = path_colormap(mpl.colormaps["Blues"])(np.arange(256))[:, :3] * 255
+    assert np.abs(path - expected).max() <= 0.5 + 1e-9

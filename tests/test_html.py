@@ -62,7 +62,13 @@ def test_the_page_is_one_file_with_no_external_resource() -> None:
         assert needle not in page, needle
     # the only <link> is the empty data: icon (it stops the browser asking for favicon.ico)
     assert re.findall(r"<link[^>]*>", page) == ['<link rel="icon" href="data:,">']
-    assert "default-src 'none'" in page  # a Content-Security-Policy forbids any request
+    # a Content-Security-Policy in the head forbids any request
+    head = page.split("</head>", 1)[0]
+    csp = re.search(r'<meta http-equiv="Content-Security-Policy" content="([^"]*)">', head)
+    assert csp is not None
+    policy = dict(part.strip().split(" ", 1) for part in csp.group(1).split(";"))
+    assert policy["default-src"] == "'none'" and policy["connect-src"] == "'none'"
+    assert "http" not in csp.group(1) and "*" not in csp.group(1)
     assert page.count("<script") == 2 and page.count("<style>") == 1
 
 

@@ -704,10 +704,20 @@
         : (rgb[0] << 24) | (rgb[1] << 16) | (rgb[2] << 8) | 255;
     }
   })();
+  // The colours of counts >= 1, as rfmap.plot.maps.path_colormap makes them: Blues from
+  // 15 % (HOLE_CONTRAST) to 100 %, indexed as matplotlib indexes numpy's
+  // linspace(0.15, 1, 256), so one path is a visible blue, never a hole's white.
+  const HOLE_CONTRAST = 0.15;
+  const PATH = [];
+  const PATH32 = new Uint32Array(256);
+  for (let i = 0; i < 256; i++) {
+    const x = i === 255 ? 1 : i * ((1 - HOLE_CONTRAST) / 255) + HOLE_CONTRAST;
+    const k = Math.min(255, Math.floor(x * 256));
+    PATH.push(LUT[k]);
+    PATH32[i] = LUT32[k];
+  }
   const rgbCss = (rgb) => `rgb(${rgb[0]},${rgb[1]},${rgb[2]})`;
   const WHITE32 = 0xffffffff;
-  /** The lightest colour a non-zero count gets (zero cells are white). */
-  const MIN_INDEX = 14;
 
   /** The scale actually used: "auto" is log when the non-zero counts span over 3 decades. */
   function resolveScale(scale, map) {
@@ -773,8 +783,8 @@
     const image = octx.createImageData(n, n);
     const px = new Uint32Array(image.data.buffer);
     const a = map.approx;
-    // Zero cells are white and every non-zero cell at least a light blue, so a hole never
-    // looks like a cell with one path (matplotlib draws both in the lightest blue).
+    // Zero cells are white (rfmap plot: Blues' lightest, nearly white); counts >= 1 take
+    // the path colours, from 15 % up, so a hole never looks like a cell with one path.
     const zero = WHITE32;
     if (norm.log) {
       const la = new Float64Array(n);
@@ -794,8 +804,8 @@
           } else {
             let k = inv > 0 ? Math.floor((li + lj) * inv) : 255;
             if (k > 255) k = 255;
-            else if (k < MIN_INDEX) k = MIN_INDEX;
-            px[row + j] = LUT32[k];
+            else if (k < 0) k = 0;
+            px[row + j] = PATH32[k];
           }
         }
       }
@@ -815,8 +825,8 @@
           } else {
             let k = Math.floor(ai * v);
             if (k > 255) k = 255;
-            else if (k < MIN_INDEX) k = MIN_INDEX;
-            px[row + j] = LUT32[k];
+            else if (k < 0) k = 0;
+            px[row + j] = PATH32[k];
           }
         }
       }
@@ -844,18 +854,32 @@
     return geom;
   }
 
+  /** Room above row 0 for half its label. */
+  const MAP_TOP = 7;
+
+  /** The left margin of a 2D map: room for its widest row label, n - 1. */
+  function rowLabelMargin(n) {
+    if (!rowLabelMargin.ctx) rowLabelMargin.ctx = document.createElement("canvas").getContext("2d");
+    rowLabelMargin.ctx.font = FONT;
+    return Math.max(34, Math.ceil(rowLabelMargin.ctx.measureText(String(n - 1)).width) + 12);
+  }
+
   function draw2d(ctx, map, g, norm, opts) {
     const n = map.spec.size;
-    const left = 34;
+    const left = rowLabelMargin(n);
+    const top = MAP_TOP;
     const bottom = 22;
-    const avail = Math.max(10, Math.min(g.w - left - 4, g.h - bottom - 4));
+    const avail = Math.max(10, Math.min(g.w - left - 4, g.h - bottom - top));
     let cell = avail / n;
     if (cell >= 1) cell = Math.floor(cell);
     const side = cell * n;
     const x0 = g.x + left + Math.max(0, Math.floor((g.w - left - 4 - side) / 2));
-    const y0 = g.y + 2;
+    const y0 = g.y + top;
     const off = paintCells(map, norm);
-    ctx.imageSmoothingEnabled = false;
+    // Below one pixel per cell, a pixel averages the cells it covers: nearest-neighbour
+    // sampling would skip whole rows and draw a lattice of dots as false white bands.
+    ctx.imageSmoothingEnabled = cell < 1;
+    ctx.imageSmoothingQuality = "high";
     ctx.drawImage(off, x0, y0, side, side);
     ctx.strokeStyle = "#c4cdd6";
     ctx.lineWidth = 1;
@@ -1034,7 +1058,7 @@
   function drawColorbar(canvas, map, scaleName, geom, horizontal, boxWidth) {
     const dpr = window.devicePixelRatio || 1;
     const width = horizontal ? boxWidth : 62;
-    const height = horizontal ? 46 : geom.side + 22;
+    const height = horizontal ? 46 : geom.y0 + geom.side + 22;
     canvas.style.width = width + "px";
     canvas.style.height = height + "px";
     canvas.width = Math.round(width * dpr);
@@ -1058,6 +1082,8 @@
       const step = niceStep(maxV, 5);
       for (let v = 0; v <= maxV + 1e-9; v += step) labels.push([v, v / maxV]);
     }
+    // the top of the bar is the largest count: say it, unless a label is already near
+    if (labels[labels.length - 1][1] < 0.8) labels.push([maxV, 1]);
     return labels;
   }
 
@@ -1072,7 +1098,7 @@
     if (horizontal) {
       const len = g.w;
       for (let x = 0; x < len; x++) {
-        ctx.fillStyle = rgbCss(LUT[lutIndex(x / (len - 1))]);
+        ctx.fillStyle = rgbCss(PATH[lutIndex(x / (len - 1))]);
         ctx.fillRect(g.x + x, g.y, 1, thick);
       }
       ctx.strokeStyle = "#c4cdd6";
@@ -1088,7 +1114,7 @@
     } else {
       const len = Math.max(10, g.h - 22);
       for (let y = 0; y < len; y++) {
-        ctx.fillStyle = rgbCss(LUT[lutIndex(1 - y / (len - 1))]);
+        ctx.fillStyle = rgbCss(PATH[lutIndex(1 - y / (len - 1))]);
         ctx.fillRect(g.x + 4, g.y + y, thick, 1);
       }
       ctx.strokeStyle = "#c4cdd6";
@@ -1347,8 +1373,10 @@
 
   function fromText(source) {
     try {
-      const dil = parseList(el.dilText.value, "dilations");
-      const ker = parseList(el.kerText.value, "kernel_size");
+      // a trailing comma is the next value being typed, not an error
+      const typing = (text) => text.replace(/,\s*$/, "");
+      const dil = parseList(typing(el.dilText.value), "dilations");
+      const ker = parseList(typing(el.kerText.value), "kernel_size");
       const layers = checkLayers(dil, ker);
       commit(Object.assign({}, state, { layers }));
     } catch (err) {
@@ -1382,6 +1410,8 @@
     try {
       size = parseList(el.size.value, "size")[0];
       const ndim = Number(document.querySelector('input[name="ndim"]:checked').value);
+      // 1D -> 2D on a long 1D input (WaveNet's 2048): the largest 2D size, not a refusal
+      if (ndim === 2 && state.ndim === 1 && size === state.size) size = Math.min(size, LIMITS.max_size_2d);
       checkSize(size, ndim);
       commit(
         Object.assign({}, state, {
@@ -1467,7 +1497,7 @@
     const wrapWidth = containerWidth();
     const width = Math.max(160, wrapWidth - (narrow ? 0 : 70));
     if (state.ndim === 1) return { w: wrapWidth, h: Math.round(Math.min(360, Math.max(200, wrapWidth * 0.5))) };
-    const tall = Math.max(240, window.innerHeight - 230);
+    const tall = Math.max(240, window.innerHeight - 250);
     const side = Math.min(width, tall + 26);
     return { w: side, h: side };
   }
@@ -1500,7 +1530,30 @@
     } else {
       el.colorbar.hidden = true;
     }
-    el.scaleNote.textContent = narrow && map.spec.ndim === 2 ? `${current.geom.scale} colour scale` : "";
+    el.scaleNote.textContent = legend(map, current.geom, narrow);
+  }
+
+  /** What the marks on the map mean (and the scale, when the colour bar is under it). */
+  function legend(map, geom, narrow) {
+    const parts = [];
+    const n = map.spec.size;
+    if (map.spec.ndim === 2) {
+      parts.push("orange: the output unit");
+      if (map.first >= 0 && (map.first > 0 || map.last < n - 1)) parts.push("dashed: its receptive field in this input");
+      parts.push("white: no path");
+      if (narrow) parts.push(`${geom.scale} colour scale`);
+      if (geom.cell < 1) {
+        const k = (1 / geom.cell).toFixed(1);
+        parts.push(`each pixel averages about ${k} × ${k} cells (the exported PNG has one pixel per cell)`);
+      }
+    } else {
+      parts.push("dashed orange: the output unit");
+      let holes = false;
+      for (let i = map.first + 1; i < map.last && !holes; i++) holes = map.approx[i] === 0;
+      if (holes) parts.push("red ×: a hole inside the field");
+      if (geom.cell < 1) parts.push("each bar is the largest count in its pixel column");
+    }
+    return parts.join(" · ");
   }
 
   function describeView(map) {
@@ -1688,9 +1741,11 @@
       out.axis = `${label}field ${pyThousands(R)}: too large to list the holes (raise max_bytes); first hole at offset ${gap.first_hole}`;
     }
     if (gap !== null) {
+      // kernel-1 layers move no path, so they do not count (their dilation may be 1)
+      const which = r.layers.every((l) => l.kernel_size[0] > 1) ? "layer" : "layer of kernel > 1";
       out.why =
         gap.span === 1
-          ? `no layer has dilation 1: the smallest, layer ${gap.layer} (dilation ${gap.dilation}), ` +
+          ? `no ${which} has dilation 1: the smallest, layer ${gap.layer} (dilation ${gap.dilation}), ` +
             `steps over offset 1 (the first hole)`
           : `sorted by dilation, the layers below layer ${gap.layer} reach a contiguous span of ` +
             `${gap.span} offsets, but layer ${gap.layer} steps by ${gap.dilation} > ${gap.span}, ` +
@@ -1952,7 +2007,7 @@
     let mapBox;
     if (map.spec.ndim === 2) {
       const cell = Math.max(1, Math.ceil(600 / n));
-      mapBox = { w: 34 + 4 + n * cell, h: n * cell + 26 };
+      mapBox = { w: rowLabelMargin(n) + 4 + n * cell, h: MAP_TOP + n * cell + 22 };
     } else {
       mapBox = { w: Math.max(720, Math.min(2400, n * 4 + 60)), h: 320 };
     }
@@ -1978,7 +2033,8 @@
     ctx.textAlign = "right";
     ctx.textBaseline = "bottom";
     ctx.fillStyle = "#8a96a3";
-    ctx.fillText(`rfmap ${DATA.version} · max ${map.max} · total ${map.total}`, width - 12, height - 8);
+    const count = (v) => (v > 999999999999n ? "≈ " + Number(v).toExponential(3) : v.toString());
+    ctx.fillText(`rfmap ${DATA.version} · max ${count(map.max)} · total ${count(map.total)}`, width - 12, height - 8);
     return canvas;
   }
 
@@ -2167,5 +2223,8 @@
       return { x: rect.left + g.x0 + (j + 0.5) * g.cell, y: rect.top + y };
     },
     lut: () => LUT.map((c) => c.slice()),
+    pathLut: () => PATH.map((c) => c.slice()),
+    /** The colour scale in use ("auto" resolved to "linear" or "log"). */
+    scale: () => (current && current.geom ? current.geom.scale : null),
   };
 })();
