@@ -182,7 +182,7 @@ def small_stacks(draw, max_ndim=2):
 
 
 @given(data=st.data(), stack=small_stacks())
-@settings(max_examples=400)
+@settings(max_examples=1000)
 def test_engine_equals_brute_force(data, stack):
     layers, size = stack
     try:
@@ -204,7 +204,7 @@ def test_engine_equals_brute_force(data, stack):
     dilations=st.lists(st.integers(1, 6), min_size=1, max_size=6),
     kernels=st.lists(st.integers(1, 5), min_size=6, max_size=6),
 )
-@settings(max_examples=200)
+@settings(max_examples=500)
 def test_unbounded_1d_equals_path_enumeration(dilations, kernels):
     kernels = kernels[: len(dilations)]
     pmap = path_map(dilations, size=None, kernel_size=kernels, ndim=1)

@@ -94,19 +94,19 @@ def _check_against_autograd(data, layers, size):
 
 
 @given(data=st.data(), stack=stacks(1))
-@settings(max_examples=300)
+@settings(max_examples=800)
 def test_1d_equals_autograd(data, stack):
     _check_against_autograd(data, *stack)
 
 
 @given(data=st.data(), stack=stacks(2))
-@settings(max_examples=300)
+@settings(max_examples=800)
 def test_2d_equals_autograd(data, stack):
     _check_against_autograd(data, *stack)
 
 
 @given(data=st.data(), stack=stacks(3))
-@settings(max_examples=80)
+@settings(max_examples=200)
 def test_3d_equals_autograd(data, stack):
     _check_against_autograd(data, *stack)
 
@@ -117,7 +117,7 @@ def test_3d_equals_autograd(data, stack):
     kernel=st.integers(1, 6),
     data=st.data(),
 )
-@settings(max_examples=80)
+@settings(max_examples=200)
 def test_same_padding_schedules_any_unit(dilations, size, kernel, data):
     """The notebook's setting (stride 1, 'same'), with any kernel and any output unit."""
     unit = (data.draw(st.integers(0, size - 1)), data.draw(st.integers(0, size - 1)))
