@@ -137,7 +137,15 @@ import numpy as np
 
 from .errors import MapTooLargeError
 from .paths import axis_counts, check_allocation
-from .specs import ConvLayer, ScheduleEntry, conv_stack, format_schedule
+from .specs import (
+    ConvLayer,
+    ScheduleEntry,
+    conv_stack,
+    format_schedule,
+    schedule_dilations,
+    schedule_kernel,
+    schedule_title,
+)
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -545,21 +553,17 @@ class GriddingReport:
     @property
     def dilations(self) -> list[int | list[int]]:
         """The schedule: one int per layer, or a per-axis list where the axes differ."""
-        return [_collapse(layer.dilation) for layer in self.layers]
+        return schedule_dilations(self.layers)
 
     @property
     def kernel(self) -> int | list[int | list[int]]:
         """One kernel size when all layers and axes agree, else one per layer."""
-        per_layer = [_collapse(layer.kernel_size) for layer in self.layers]
-        first = per_layer[0]
-        if isinstance(first, int) and all(k == first for k in per_layer):
-            return first
-        return list(per_layer)
+        return schedule_kernel(self.layers)
 
     @property
     def title(self) -> str:
         """``'Dilation rates: (1, 2, 4)'``, as the maps are titled."""
-        return "Dilation rates: " + format_schedule(self.layers)
+        return schedule_title(self.layers)
 
     def to_dict(self) -> dict[str, Any]:
         """The stable JSON contract described in the module docstring."""
@@ -610,10 +614,6 @@ class GriddingReport:
         from .plot.compare import report_html
 
         return report_html(str(self), self.plot().figure if self.map_computed else None)
-
-
-def _collapse(values: tuple[int, ...]) -> int | list[int]:
-    return values[0] if len(set(values)) == 1 else list(values)
 
 
 def _list_or_none(values: tuple[Any, ...] | None) -> list[Any] | None:

@@ -29,7 +29,16 @@ from typing import TYPE_CHECKING, Any, cast
 import numpy as np
 
 from .errors import InvalidSpecError, MapTooLargeError
-from .specs import ConvLayer, ScheduleEntry, conv_stack, format_schedule, output_sizes
+from .specs import (
+    ConvLayer,
+    ScheduleEntry,
+    conv_stack,
+    format_schedule,
+    output_sizes,
+    schedule_dilations,
+    schedule_kernel,
+    schedule_title,
+)
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -149,21 +158,17 @@ class PathMap:
     @property
     def dilations(self) -> list[int | list[int]]:
         """The schedule: one int per layer, or a per-axis list where the axes differ."""
-        return [_collapse(layer.dilation) for layer in self.layers]
+        return schedule_dilations(self.layers)
 
     @property
     def kernel(self) -> int | list[int | list[int]]:
         """The kernel size: one int when all layers and axes agree, else one per layer."""
-        per_layer = [_collapse(layer.kernel_size) for layer in self.layers]
-        first = per_layer[0]
-        if isinstance(first, int) and all(k == first for k in per_layer):
-            return first
-        return list(per_layer)
+        return schedule_kernel(self.layers)
 
     @property
     def title(self) -> str:
         """The notebook's title, e.g. ``'Dilation rates: (1, 2, 4)'``."""
-        return "Dilation rates: " + format_schedule(self.layers)
+        return schedule_title(self.layers)
 
     # -- exact metrics, from the 1D factors --------------------------------------------
     @cached_property
@@ -236,10 +241,6 @@ class PathMap:
             f"PathMap({format_schedule(self.layers)}, size={size}, "
             f"receptive_field={list(self.receptive_field)}, max={self.max}, total={self.total})"
         )
-
-
-def _collapse(values: tuple[int, ...]) -> int | list[int]:
-    return values[0] if len(set(values)) == 1 else list(values)
 
 
 def _normalise_size(size: int | Sequence[int] | None, ndim: int) -> tuple[int, ...] | None:

@@ -33,6 +33,9 @@ __all__ = [
     "parse_int_list",
     "parse_schedule",
     "receptive_field_size",
+    "schedule_dilations",
+    "schedule_kernel",
+    "schedule_title",
 ]
 
 #: Padding given by name.  ``"same"`` pads as PyTorch does (for even extents the extra
@@ -241,6 +244,37 @@ def receptive_field_size(layers: Sequence[ConvLayer], axis: int = 0) -> int:
         rf += (layer.extent(axis) - 1) * jump
         jump *= layer.stride[axis]
     return rf
+
+
+def _collapse(values: tuple[int, ...]) -> int | list[int]:
+    return values[0] if len(set(values)) == 1 else list(values)
+
+
+def schedule_dilations(layers: Sequence[ConvLayer]) -> list[int | list[int]]:
+    """The schedule as JSON: one int per layer, or a per-axis list where the axes differ.
+
+    >>> schedule_dilations(conv_stack([1, (2, 3)]))
+    [1, [2, 3]]
+    """
+    return [_collapse(layer.dilation) for layer in layers]
+
+
+def schedule_kernel(layers: Sequence[ConvLayer]) -> int | list[int | list[int]]:
+    """One kernel size when all layers and axes agree, else one entry per layer.
+
+    >>> schedule_kernel(conv_stack([1, 2])), schedule_kernel(conv_stack([1, 2], [3, 5]))
+    (3, [3, 5])
+    """
+    per_layer = [_collapse(layer.kernel_size) for layer in layers]
+    first = per_layer[0]
+    if isinstance(first, int) and all(k == first for k in per_layer):
+        return first
+    return list(per_layer)
+
+
+def schedule_title(layers: Sequence[ConvLayer]) -> str:
+    """The notebook's title, e.g. ``'Dilation rates: (1, 2, 4)'``."""
+    return "Dilation rates: " + format_schedule(layers)
 
 
 def _format_entry(values: tuple[int, ...]) -> str:
