@@ -75,6 +75,12 @@ def test_map_text_summary_shows_small_maps(capsys):
     assert "1 . 1 . 1" in out
 
 
+def test_map_text_summary_of_a_1d_map(capsys):
+    code, out, _ = run(capsys, "map", "1", "--size", "5", "--ndim", "1")
+    assert code == 0 and "kernel 3, 1D, input 5, output unit 2\n" in out
+    assert out.rstrip().endswith(". 1 1 1 .")
+
+
 def test_map_text_summary_omits_large_maps(capsys):
     code, out, _ = run(capsys, "map", "1,2", "--size", "301")
     assert code == 0 and "total paths: 81" in out and len(out.splitlines()) == 4
@@ -100,6 +106,8 @@ def test_map_text_summary_omits_large_maps(capsys):
         (["map", "1", "--causal", "--padding", "1"], "contradict"),
         (["frobnicate"], "invalid choice"),
         (["map"], "required: DILATIONS"),
+        (["map", "1", "--padding", "full"], "--padding must be same, valid, causal"),
+        (["map", "1", "--size", "20000", "--json"], "the JSON of a 20000x20000 map"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(capsys, argv, message):
@@ -173,3 +181,40 @@ def test_help_explains_each_command(capsys):
             main([command, "--help"])
         assert exit_info.value.code == 0
         assert "usage: rfmap " + command in capsys.readouterr().out
+
+
+def test_huge_dilations_and_kernels_give_a_map_not_a_crash(capsys):
+    # Far larger than the input (even past int64): only taps inside the input count.
+    code, out, err = run(capsys, "map", "99999999999999999999", "--size", "5", "--ndim", "1")
+    assert code == 0 and err == "" and out.rstrip().endswith(". . 1 . .")
+    code, out, _ = run(capsys, "map", "1", "--kernel", str(10**12), "--size", "4", "--json")
+    assert code == 0 and json.loads(out)["counts"] == [[1] * 4] * 4
+
+
+def test_counts_with_thousands_of_digits_are_printed_exactly(capsys):
+    # Python refuses to print ints over sys.get_int_max_str_digits() digits; rfmap must not.
+    if not hasattr(sys, "set_int_max_str_digits"):
+        pytest.skip("this Python has no limit on printed digits")
+    before = sys.get_int_max_str_digits()
+    sys.set_int_max_str_digits(640)  # the smallest limit Python allows
+    try:
+        code, out, err = run(
+            capsys, "map", ",".join(["1"] * 1500), "--size", "5", "--ndim", "1", "--json"
+        )
+        assert sys.get_int_max_str_digits() == 640  # restored after the command
+    finally:
+        sys.set_int_max_str_digits(before)
+    assert code == 0 and err == ""
+    data = json.loads(out)
+    expected = path_map([1] * 1500, size=5, ndim=1)
+    assert data["counts"] == expected.counts.tolist() and len(str(data["max"])) > 640
+
+
+def test_figures_too_large_to_draw_are_refused_before_computing(capsys, tmp_path):
+    code, _, err = run(capsys, "plot", "1", "--size", "8000", "--out", str(tmp_path / "m.png"))
+    assert code == 2 and "a figure of a 8000x8000 map" in err and "GiB" in err
+    code, _, err = run(
+        capsys, "animate", "1,1,1", "--size", "6000", "--out", str(tmp_path / "m.gif")
+    )
+    assert code == 2 and "an animation of 3 frames" in err
+    assert list(tmp_path.iterdir()) == []

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import rfmap
-from oracles import brute_force_counts, paths_1d_unbounded
+from oracles import brute_force_counts, examples, paths_1d_unbounded
 from rfmap import InvalidSpecError, MapTooLargeError, conv_stack, path_counts, path_map
 from rfmap.paths import axis_counts, stack_path_map
 
@@ -182,7 +182,7 @@ def small_stacks(draw, max_ndim=2):
 
 
 @given(data=st.data(), stack=small_stacks())
-@settings(max_examples=1000)
+@settings(max_examples=examples(1000))
 def test_engine_equals_brute_force(data, stack):
     layers, size = stack
     try:
@@ -204,7 +204,7 @@ def test_engine_equals_brute_force(data, stack):
     dilations=st.lists(st.integers(1, 6), min_size=1, max_size=6),
     kernels=st.lists(st.integers(1, 5), min_size=6, max_size=6),
 )
-@settings(max_examples=500)
+@settings(max_examples=examples(500))
 def test_unbounded_1d_equals_path_enumeration(dilations, kernels):
     kernels = kernels[: len(dilations)]
     pmap = path_map(dilations, size=None, kernel_size=kernels, ndim=1)
@@ -261,3 +261,126 @@ def test_refuses_huge_maps_before_allocating():
         path_map([1], size=200_000)
     with pytest.raises(MapTooLargeError, match="GiB"):
         path_map([1], size=1000, ndim=3, max_bytes=2**20)
+
+
+# ---------------------------------------------------------------------------------------
+# Long kernels, huge dilations, memory: regressions from the acceptance review
+# ---------------------------------------------------------------------------------------
+
+
+@st.composite
+def long_kernel_stacks(draw):
+    """1D stacks whose kernels are long enough for the prefix-sum path (> 32 taps)."""
+    n_layers = draw(st.integers(1, 2))
+    dilations = [draw(st.integers(1, 3)) for _ in range(n_layers)]
+    kernels = [draw(st.integers(20, 80)) for _ in range(n_layers)]
+    strides = [draw(st.integers(1, 2)) for _ in range(n_layers)]
+    paddings = [
+        draw(st.sampled_from(["same", "same", "causal", 40, "valid", 7] if s == 1 else [40, 3]))
+        for s in strides
+    ]
+    layers = conv_stack(dilations, kernels, ndim=1, stride=strides, padding=paddings)
+    return layers, draw(st.integers(1, 200))
+
+
+@given(data=st.data(), stack=long_kernel_stacks())
+@settings(max_examples=examples(200))
+def test_long_kernels_equal_brute_force(data, stack):
+    layers, size = stack
+    try:
+        out = rfmap.specs.output_sizes(layers, (size,))[-1]
+    except InvalidSpecError:
+        return
+    unit = (data.draw(st.integers(0, out[0] - 1)),)
+    expected = brute_force_counts(layers, (size,), unit)
+    assert (stack_path_map(layers, size, unit).counts == expected).all()
+
+
+@given(
+    dilations=st.lists(st.integers(1, 4), min_size=1, max_size=3),
+    kernels=st.lists(st.integers(30, 70), min_size=3, max_size=3),
+)
+@settings(max_examples=examples(60))
+def test_long_kernels_unbounded_equal_path_enumeration(dilations, kernels):
+    kernels = kernels[: len(dilations)]
+    pmap = path_map(dilations, size=None, kernel_size=kernels, ndim=1)
+    got = {pmap.origin[0] + i: c for i, c in enumerate(pmap.counts.tolist()) if c}
+    assert got == paths_1d_unbounded(dilations, kernels)
+
+
+def test_long_kernels_with_python_ints():
+    # 12 layers of 40 taps: 40**12 > 2**63 paths, so the prefix sums run on Python ints.
+    pmap = path_map([1, 2] * 6, size=None, kernel_size=40, ndim=1)
+    assert pmap.counts.dtype == object and pmap.total == 40**12
+    got = {pmap.origin[0] + i: c for i, c in enumerate(pmap.counts.tolist()) if c}
+    assert got == paths_1d_unbounded([1, 2] * 6, [40] * 12)
+
+
+def _peak_bytes(func):
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        result = func()
+        return result, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_huge_dilations_and_kernels_on_a_small_input_allocate_nothing_large():
+    # Only the centre tap of a dilation far larger than the input lands inside it.
+    counts, peak = _peak_bytes(lambda: path_counts([10**12], size=5))
+    assert counts.tolist() == [[1 if (i, j) == (2, 2) else 0 for j in range(5)] for i in range(5)]
+    assert peak < 2**20
+    # A dilation past int64 is still an exact Python int.
+    counts, peak = _peak_bytes(lambda: path_counts([10**20, 1], size=5, ndim=1))
+    assert counts.tolist() == [0, 1, 1, 1, 0] and peak < 2**20
+    # A kernel of 10**12 taps ('same'): every input position is one tap of the unit.
+    counts, peak = _peak_bytes(lambda: path_counts([1, 1], size=6, kernel_size=10**12, ndim=1))
+    assert counts.tolist() == [6] * 6 and peak < 2**20
+
+
+def test_refusal_comes_before_any_allocation():
+    def refuse():
+        with pytest.raises(MapTooLargeError, match="GiB"):
+            path_map([1], size=200_000)
+
+    _, peak = _peak_bytes(refuse)
+    assert peak < 2**20
+    with pytest.raises(MapTooLargeError, match="1D factors"):
+        path_map([1], size=None, kernel_size=10**11, ndim=1)
+
+
+def test_memory_estimate_grows_with_the_size_of_python_ints():
+    # 200 layers in 2D: every cell of a 41x41 map holds a ~600-bit integer, far more than
+    # the 36 bytes of a small Python int; the budget must count what the map really takes.
+    pmap, peak = _peak_bytes(lambda: path_map([1] * 200, size=41))
+    assert pmap.counts.dtype == object and peak > 100_000
+    with pytest.raises(MapTooLargeError):
+        path_map([1] * 200, size=41, max_bytes=100_000)
+
+
+def test_numpy_arrays_are_accepted_as_schedules_sizes_and_units():
+    counts = path_counts(2 ** np.arange(3), size=np.int64(9), ndim=1)
+    assert counts.tolist() == path_counts([1, 2, 4], size=9, ndim=1).tolist()
+    a = path_counts(np.array([[1, 2], [2, 1]]), size=np.array([5, 6]), unit=np.array([1, 2]))
+    b = path_counts([(1, 2), (2, 1)], size=(5, 6), unit=(1, 2))
+    assert (a == b).all()
+    assert (
+        path_counts([1, 2], 9, kernel_size=np.array([3, 2])) == path_counts([1, 2], 9, [3, 2])
+    ).all()
+
+
+def test_non_integer_unit_is_named_as_such():
+    with pytest.raises(InvalidSpecError, match="unit must be integer indices"):
+        path_map([1], size=5, unit=(2, 2.0))
+
+
+def test_exact_sum_never_overflows():
+    from rfmap.paths import _exact_sum
+
+    big = np.array([2**62, 2**62, 2**62], dtype=np.int64)  # int64's own sum would wrap
+    assert _exact_sum(big) == 3 * 2**62
+    assert _exact_sum(np.arange(5, dtype=np.int64)) == 10
+    assert _exact_sum(np.zeros(0, dtype=np.int64)) == 0
+    assert _exact_sum(np.array([2**70, 1], dtype=object)) == 2**70 + 1

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 torch = pytest.importorskip("torch", reason="PyTorch is needed for the autograd oracle")
 
+from oracles import examples  # noqa: E402
 from rfmap import conv_stack, path_counts, stack_path_map  # noqa: E402
 from rfmap.gradient import autograd_path_counts, build_network, seed_gradient  # noqa: E402
 from rfmap.plot import GALLERY_SCHEDULES  # noqa: E402
@@ -94,19 +95,19 @@ def _check_against_autograd(data, layers, size):
 
 
 @given(data=st.data(), stack=stacks(1))
-@settings(max_examples=800)
+@settings(max_examples=examples(800))
 def test_1d_equals_autograd(data, stack):
     _check_against_autograd(data, *stack)
 
 
 @given(data=st.data(), stack=stacks(2))
-@settings(max_examples=800)
+@settings(max_examples=examples(800))
 def test_2d_equals_autograd(data, stack):
     _check_against_autograd(data, *stack)
 
 
 @given(data=st.data(), stack=stacks(3))
-@settings(max_examples=200)
+@settings(max_examples=examples(200))
 def test_3d_equals_autograd(data, stack):
     _check_against_autograd(data, *stack)
 
@@ -117,7 +118,7 @@ def test_3d_equals_autograd(data, stack):
     kernel=st.integers(1, 6),
     data=st.data(),
 )
-@settings(max_examples=200)
+@settings(max_examples=examples(200))
 def test_same_padding_schedules_any_unit(dilations, size, kernel, data):
     """The notebook's setting (stride 1, 'same'), with any kernel and any output unit."""
     unit = (data.draw(st.integers(0, size - 1)), data.draw(st.integers(0, size - 1)))
@@ -133,3 +134,17 @@ def test_large_counts_agree_below_2_53():
     exact = stack_path_map(layers, 81).counts
     assert 2**48 < exact.max() < 2**53
     assert (exact == _as_exact_ints(grad)).all()
+
+
+@given(
+    dilations=st.lists(st.integers(1, 3), min_size=1, max_size=3),
+    kernels=st.lists(st.integers(30, 70), min_size=3, max_size=3),
+    padding=st.sampled_from(["same", "valid", "causal", 20]),
+    size=st.integers(1, 200),
+    data=st.data(),
+)
+@settings(max_examples=examples(80))
+def test_long_kernels_equal_autograd(dilations, kernels, padding, size, data):
+    """Kernels of more than 32 taps take the engine's prefix-sum path."""
+    layers = conv_stack(dilations, kernels[: len(dilations)], ndim=1, padding=padding)
+    _check_against_autograd(data, layers, (size,))

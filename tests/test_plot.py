@@ -176,3 +176,30 @@ def test_long_titles_wrap_instead_of_being_cut():
     assert ax.get_title().count("\n") >= 1
     assert ax.get_title().replace("\n", " ") == "Dilation rates: (" + ", ".join(["1"] * 20) + ")"
     assert "\n" not in plot_map(path_map([1, 1, 2, 3, 5], size=21)).get_title()
+
+
+def test_maps_too_large_to_draw_are_refused_with_their_size():
+    from rfmap import MapTooLargeError
+    from rfmap.paths import PathMap
+
+    small = path_map([1], size=3)
+    # A 7000x7000 map as a read-only view of one zero: no memory spent on the test itself.
+    counts = np.broadcast_to(np.int64(0), (7000, 7000))
+    huge = PathMap(small.layers, (7000, 7000), (3500, 3500), small.factors, (0, 0), counts)
+    with pytest.raises(MapTooLargeError, match=r"a figure of a 7000x7000 map .* GiB"):
+        plot_map(huge)
+
+
+def test_check_drawable_counts_what_is_drawn():
+    from rfmap import MapTooLargeError
+    from rfmap.plot.maps import check_drawable
+
+    check_drawable((4000, 4000))  # ~1.5 GB to draw: fine
+    with pytest.raises(MapTooLargeError, match="a figure of a 7000x7000 map"):
+        check_drawable((7000, 7000))
+    with pytest.raises(MapTooLargeError, match="an animation of 8 frames of 5000x5000 maps"):
+        check_drawable((5000, 5000), frames=8)
+    # A 3D map draws at most 12 slices: 400**3 cells are fine, not 64M cells at full cost.
+    check_drawable((400, 400, 400))
+    with pytest.raises(MapTooLargeError, match="800x800x800"):
+        check_drawable((800, 800, 800))

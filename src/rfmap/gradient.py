@@ -29,7 +29,7 @@ def require_torch() -> Any:
 
         raise RFMapError(
             "this feature needs PyTorch: pip install 'rfmap[torch]' "
-            "(on this project's machines: pip install torch==2.13.0)"
+            "(or run 'make test', which installs the tested version)"
         ) from exc
     return torch
 
@@ -45,10 +45,12 @@ def build_network(layers: Sequence[ConvLayer], dtype: Any = None) -> Any:
         conv_type = conv_types[layer.ndim]
         padding: Any = layer.padding
         if layer.padding == "causal":
-            # ConstantPadNd takes (left, right) pairs starting from the last axis.
+            # Causal: the whole dilated kernel span minus one on the left, none on the right
+            # (worked out here from the kernel, independently of ConvLayer.pad, since this
+            # network is the oracle).  ConstantPadNd takes (left, right) pairs, last axis first.
             pads: list[int] = []
             for axis in reversed(range(layer.ndim)):
-                pads.extend(layer.pad(axis))
+                pads.extend((layer.dilation[axis] * (layer.kernel_size[axis] - 1), 0))
             modules.append(pad_types[layer.ndim](tuple(pads), 0.0))
             padding = 0
         elif not isinstance(padding, str):

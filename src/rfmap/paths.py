@@ -21,6 +21,7 @@ array([[1, 0, 1, 0, 1],
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -32,9 +33,11 @@ from .errors import InvalidSpecError, MapTooLargeError
 from .specs import (
     ConvLayer,
     ScheduleEntry,
+    _as_list,
     conv_stack,
     format_schedule,
     output_sizes,
+    receptive_field_size,
     schedule_dilations,
     schedule_kernel,
     schedule_title,
@@ -46,8 +49,11 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_MAX_BYTES",
+    "JSON_BYTES_PER_CELL",
     "PathMap",
     "axis_counts",
+    "check_allocation",
+    "map_shape",
     "path_counts",
     "path_map",
     "stack_path_map",
@@ -57,8 +63,13 @@ __all__ = [
 DEFAULT_MAX_BYTES = 4 * 2**30
 
 _INT64_LIMIT = 2**63 - 1
-# Python ints in an object array: an 8-byte pointer plus the int object itself.
+# Python ints in an object array: an 8-byte pointer plus the int object itself (36 bytes
+# up to 2**90; larger counts take more, see _bytes_per_cell).
 _OBJECT_BYTES_PER_CELL = 8 + 36
+
+
+#: Memory per cell that ``json.dump(pmap.to_dict())`` needs (nested lists of Python ints).
+JSON_BYTES_PER_CELL = _OBJECT_BYTES_PER_CELL + 16
 
 
 def _format_bytes(n: int) -> str:
@@ -95,6 +106,8 @@ def axis_counts(
     position ``unit``.  With ``size=None`` the input is unbounded (no path is lost) and
     ``counts`` spans the whole receptive field; otherwise positions outside ``[0, size)``
     of every layer's input are dropped and only the part inside the input is returned.
+    With a bounded input no intermediate array is longer than a layer's input, however
+    large the kernels or dilations are.
 
     >>> axis_counts(tuple(conv_stack([1, 2], ndim=1)), 0, None)
     (-3, array([1, 1, 2, 1, 2, 1, 1]))
@@ -107,21 +120,68 @@ def axis_counts(
     for index in range(len(layers) - 1, -1, -1):
         layer = layers[index]
         k, d, s = layer.kernel_size[axis], layer.dilation[axis], layer.stride[axis]
-        left = layer.pad(axis)[0]
-        span = (len(values) - 1) * s + 1
-        grown = np.zeros(span + (k - 1) * d, dtype=dtype)
-        for tap in range(k):
-            grown[tap * d : tap * d + span : s] += values
-        offset = offset * s - left
-        values = grown
-        if sizes is not None:
-            lo = max(0, -offset)
-            hi = min(len(values), sizes[index] - offset)
+        # values[j] sits at layer-output position offset + j; its tap t reads the layer's
+        # input at (offset + j) * s - left + t * d, i.e. at offset * s - left + (j*s + t*d).
+        offset = offset * s - layer.pad(axis)[0]
+        length = (len(values) - 1) * s + (k - 1) * d + 1
+        lo, hi = 0, length
+        if sizes is not None:  # keep only the positions inside this layer's input
+            lo, hi = max(0, -offset), min(length, sizes[index] - offset)
             if hi <= lo:
                 return 0, np.zeros(0, dtype=dtype)
-            values = values[lo:hi]
-            offset += lo
+        values = _spread(values, k, d, s, lo, hi)
+        offset += lo
     return offset, values
+
+
+#: Above this many kernel taps, :func:`_spread` uses prefix sums instead of one slice each.
+_PREFIX_SUM_TAPS = 32
+
+
+def _spread(values: np.ndarray, k: int, d: int, s: int, lo: int, hi: int) -> np.ndarray:
+    """Window ``[lo, hi)`` of the transposed all-ones convolution of ``values``.
+
+    Position ``p`` of the result receives ``values[j]`` for every tap ``t`` in
+    ``0..k-1`` with ``p == j*s + t*d``.  Only the taps that reach the window are visited,
+    and the work and memory are about the window's length plus ``len(values) * s``.
+    """
+    n = len(values)
+    last = (n - 1) * s  # position of the last value, before the taps shift it
+    out = np.zeros(hi - lo, dtype=values.dtype)
+    first_tap = max(0, -((last - lo) // d))  # ceil((lo - last) / d)
+    last_tap = min(k - 1, (hi - 1) // d)
+    taps = last_tap - first_tap + 1
+    if taps <= 0:
+        return out
+    if taps > _PREFIX_SUM_TAPS:
+        # Sum over taps first..last of values shifted by t*d, with prefix sums along each
+        # residue class mod d.  Buffer coordinates start at ``origin``; the values sit at
+        # ``shift`` (the first tap's offset).  Many taps reach the window only if d is
+        # small next to the window and the values, so the buffer stays about their size.
+        origin = min(lo, first_tap * d)
+        shift = first_tap * d - origin
+        length = max(hi - origin, shift + last + 1)
+        rows = -(-length // d)
+        buffer = np.zeros(rows * d, dtype=values.dtype)
+        buffer[shift : shift + last + 1 : s] = values
+        grid = buffer.reshape(rows, d)
+        np.cumsum(grid, axis=0, out=grid)  # in place: no second buffer
+        sums = buffer
+        span = taps * d
+        out[:] = sums[lo - origin : hi - origin]
+        start, stop = max(lo - origin, span), hi - origin
+        if start < stop:
+            out[start - (lo - origin) :] -= sums[start - span : stop - span]
+        return out
+    for tap in range(first_tap, last_tap + 1):
+        start = tap * d
+        j0 = max(0, -((start - lo) // s))  # first j with start + j*s >= lo
+        j1 = min(n - 1, (hi - 1 - start) // s)  # last j with start + j*s < hi
+        if j1 < j0:
+            continue
+        a = start + j0 * s - lo
+        out[a : a + (j1 - j0) * s + 1 : s] += values[j0 : j1 + 1]
+    return out
 
 
 def _one_axis(layer: ConvLayer, axis: int) -> ConvLayer:
@@ -193,7 +253,7 @@ class PathMap:
     @property
     def total(self) -> int:
         """Total number of paths (sum of the map)."""
-        return math.prod(sum(int(v) for v in f) for f in self.factors)
+        return math.prod(_exact_sum(f) for f in self.factors)
 
     def to_dict(self, counts: bool = True) -> dict[str, Any]:
         """JSON-ready description; ``counts`` as nested lists of exact ints."""
@@ -216,7 +276,7 @@ class PathMap:
         }
         if counts:
             # Nested lists of Python ints take far more memory than the array: check first.
-            check_allocation(self.counts.size, _OBJECT_BYTES_PER_CELL + 16, None, "the JSON counts")
+            check_allocation(self.counts.size, JSON_BYTES_PER_CELL, None, "the JSON counts")
             out["counts"] = self.counts.tolist()
         return out
 
@@ -243,9 +303,19 @@ class PathMap:
         )
 
 
+def _exact_sum(values: np.ndarray) -> int:
+    """Sum of non-negative integers as a Python int: numpy's sum where it cannot overflow."""
+    if values.dtype == np.int64 and (
+        len(values) == 0 or int(values.max()) * len(values) <= _INT64_LIMIT
+    ):
+        return int(values.sum())
+    return sum(int(v) for v in values)
+
+
 def _normalise_size(size: int | Sequence[int] | None, ndim: int) -> tuple[int, ...] | None:
     if size is None:
         return None
+    size = _as_list(size)  # type: ignore[assignment]
     if isinstance(size, (int, np.integer)) and not isinstance(size, bool):
         sizes: tuple[Any, ...] = (int(size),) * ndim
     elif isinstance(size, Sequence) and not isinstance(size, str):
@@ -265,6 +335,7 @@ def _normalise_unit(unit: int | Sequence[int] | None, out_size: tuple[int, ...])
     ndim = len(out_size)
     if unit is None:
         return tuple(n // 2 for n in out_size)
+    unit = _as_list(unit)  # type: ignore[assignment]
     units: tuple[Any, ...]
     if isinstance(unit, (int, np.integer)) and not isinstance(unit, bool):
         if ndim != 1:
@@ -276,8 +347,10 @@ def _normalise_unit(unit: int | Sequence[int] | None, out_size: tuple[int, ...])
         raise InvalidSpecError(f"unit must be integer indices, got {unit!r}")
     if len(units) != ndim:
         raise InvalidSpecError(f"unit needs {ndim} indices for a {ndim}D map, got {list(units)}")
+    if not all(isinstance(u, (int, np.integer)) and not isinstance(u, bool) for u in units):
+        raise InvalidSpecError(f"unit must be integer indices, got {list(units)}")
     for u, n in zip(units, out_size, strict=True):
-        if not isinstance(u, (int, np.integer)) or isinstance(u, bool) or not 0 <= u < n:
+        if not 0 <= u < n:
             raise InvalidSpecError(
                 f"unit {list(units)} is outside the output grid of shape {list(out_size)}"
             )
@@ -286,6 +359,28 @@ def _normalise_unit(unit: int | Sequence[int] | None, out_size: tuple[int, ...])
 
 def _dtype_for(bound: int) -> Any:
     return np.int64 if bound <= _INT64_LIMIT else object
+
+
+def _bytes_per_cell(bound: int) -> int:
+    """Memory per cell of an array whose entries are at most ``bound``."""
+    if bound <= _INT64_LIMIT:
+        return 8
+    return max(_OBJECT_BYTES_PER_CELL, 8 + sys.getsizeof(bound))
+
+
+def map_shape(layers: Sequence[ConvLayer], size: int | Sequence[int] | None) -> tuple[int, ...]:
+    """Shape of the map :func:`stack_path_map` would return, computed without building it.
+
+    >>> map_shape(conv_stack([1, 2, 4]), 21), map_shape(conv_stack([1, 2, 4]), None)
+    ((21, 21), (15, 15))
+    """
+    layers = tuple(layers)
+    if not layers:
+        raise InvalidSpecError("the stack must have at least one layer")
+    sizes = _normalise_size(size, layers[0].ndim)
+    if sizes is None:
+        return tuple(receptive_field_size(layers, axis) for axis in range(layers[0].ndim))
+    return sizes
 
 
 def stack_path_map(
@@ -305,8 +400,6 @@ def stack_path_map(
         if unit is not None:
             raise InvalidSpecError("unit has no meaning for an unbounded map (size=None)")
         units: tuple[int, ...] | None = None
-        from .specs import receptive_field_size
-
         shape = [receptive_field_size(layers, axis) for axis in range(ndim)]
     else:
         out_size = output_sizes(layers, sizes)[-1]
@@ -317,7 +410,7 @@ def stack_path_map(
     bounds = [math.prod(layer.kernel_size[a] for layer in layers) for a in range(ndim)]
     cells = math.prod(shape)
     dtype = _dtype_for(math.prod(bounds))
-    per_cell = 8 if dtype is np.int64 else _OBJECT_BYTES_PER_CELL
+    per_cell = _bytes_per_cell(math.prod(bounds))
     check_allocation(sum(shape), per_cell, max_bytes, "the 1D factors")
     check_allocation(cells, per_cell, max_bytes, f"a {'x'.join(map(str, shape))} map")
 

@@ -102,6 +102,14 @@ def _is_int(value: object) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
+def _as_list(value: object) -> object:
+    """A numpy array (or anything array-like with ``tolist``) as nested lists; else as is."""
+    tolist = getattr(value, "tolist", None)
+    if callable(tolist) and getattr(value, "ndim", 0) >= 1:
+        return tolist()
+    return value
+
+
 def _per_axis(value: object, ndim: int, name: str, layer: int, minimum: int) -> tuple[int, ...]:
     """Broadcast one layer's int or per-axis tuple to ``ndim`` checked ints."""
     if _is_int(value):
@@ -126,6 +134,7 @@ def _per_axis(value: object, ndim: int, name: str, layer: int, minimum: int) -> 
 
 def _per_layer(value: object, n_layers: int, name: str) -> list[object]:
     """Broadcast an option to one entry per layer (an int, a string or a flat list)."""
+    value = _as_list(value)
     if isinstance(value, str) or _is_int(value):
         return [value] * n_layers
     if isinstance(value, Sequence):
@@ -173,6 +182,7 @@ def conv_stack(
     >>> conv_stack([2, (1, 3)], kernel_size=[3, 2])[1]
     ConvLayer(kernel_size=(2, 2), dilation=(1, 3), stride=(1, 1), padding='same')
     """
+    dilations = _as_list(dilations)  # type: ignore[assignment]
     if isinstance(dilations, str) or not isinstance(dilations, Sequence):
         raise InvalidSpecError(f"dilations must be a sequence of integers, got {dilations!r}")
     dilations = list(dilations)

@@ -51,6 +51,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit code (0 ok, 1 a finding such as gridding, 2 error)."""
     parser = build_parser()
+    # Exact counts can have more digits than Python prints by default (4300): print them all.
+    digit_limit = getattr(sys, "get_int_max_str_digits", lambda: None)()
+    if digit_limit is not None:
+        sys.set_int_max_str_digits(0)
     try:
         args = parser.parse_args(argv)
         code: int = args.func(args)
@@ -69,3 +73,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+    finally:
+        if digit_limit is not None:
+            sys.set_int_max_str_digits(digit_limit)

@@ -99,7 +99,16 @@ def layers_from_args(
         padding = "causal"
     elif args.padding is not None:
         text = args.padding.strip().lower()
-        padding = text if text in ("same", "valid", "causal") else _schedule_option(text, "padding")
+        if text in ("same", "valid", "causal"):
+            padding = text
+        else:
+            try:
+                padding = _schedule_option(text, "padding")
+            except RFMapError:
+                raise CLIError(
+                    "--padding must be same, valid, causal, or non-negative integers "
+                    f"(one, or one per layer), got {args.padding!r}"
+                ) from None
     return conv_stack(
         schedule,
         _schedule_option(args.kernel, "kernel"),

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import math
 from typing import Any
 
 import numpy as np
 
-from ..paths import PathMap, stack_path_map
+from ..paths import JSON_BYTES_PER_CELL, PathMap, check_allocation, map_shape, stack_path_map
+from ..specs import parse_schedule
 from ._common import (
     CLIError,
     add_schedule_arguments,
@@ -131,7 +133,8 @@ def _add_style_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dpi", type=int, default=150, help="resolution (default 150)")
 
 
-def _compute(args: argparse.Namespace) -> PathMap:
+def _compute(args: argparse.Namespace, check: Any = None) -> PathMap:
+    """The map the options describe; ``check(shape)`` may refuse it before it is built."""
     layers = layers_from_args(args)
     size = parse_size(args.size)
     unit = parse_unit(args.unit)
@@ -141,6 +144,8 @@ def _compute(args: argparse.Namespace) -> PathMap:
         raise CLIError(f"--size has {len(size)} values but the maps are {layers[0].ndim}D")
     else:
         size_arg = size
+    if check is not None:
+        check(map_shape(layers, size_arg))
     return stack_path_map(layers, size_arg, unit)
 
 
@@ -150,7 +155,7 @@ def format_summary(pmap: PathMap) -> str:
     lines = [
         pmap.title,
         f"  kernel {pmap.kernel}, {pmap.ndim}D, input {size}"
-        + ("" if pmap.unit is None else f", output unit {tuple(pmap.unit)}"),
+        + ("" if pmap.unit is None else f", output unit {_format_unit(pmap.unit)}"),
         *_geometry_lines(pmap),
         f"  receptive field: {' x '.join(map(str, pmap.receptive_field))}",
         f"  support: {pmap.support} cells   max: {pmap.max}   total paths: {pmap.total}",
@@ -164,6 +169,10 @@ def format_summary(pmap: PathMap) -> str:
             lines.append(f"  offsets from the unit: {', '.join(spans)}")
         lines += ["", table]
     return "\n".join(lines)
+
+
+def _format_unit(unit: tuple[int, ...]) -> str:
+    return str(unit[0]) if len(unit) == 1 else str(tuple(unit))
 
 
 def _geometry_lines(pmap: PathMap) -> list[str]:
@@ -195,8 +204,13 @@ def format_counts(counts: np.ndarray, max_width: int = 160) -> str:
     )
 
 
+def _check_json(shape: tuple[int, ...]) -> None:
+    size = "x".join(map(str, shape))
+    check_allocation(math.prod(shape), JSON_BYTES_PER_CELL, None, f"the JSON of a {size} map")
+
+
 def run_map(args: argparse.Namespace) -> int:
-    pmap = _compute(args)
+    pmap = _compute(args, _check_json if args.json else None)
     if args.json:
         print_json(pmap.to_dict())
     else:
@@ -234,11 +248,12 @@ def _check_dpi(args: argparse.Namespace) -> None:
 def run_plot(args: argparse.Namespace) -> int:
     from .._io import check_output_path
     from ..plot import FIGURE_SUFFIXES, default_figsize, new_figure, plot_map, save_figure
+    from ..plot.maps import check_drawable
 
     check_output_path(args.out, FIGURE_SUFFIXES)
     _check_dpi(args)
     figsize = _figsize(args)
-    pmap = _compute(args)
+    pmap = _compute(args, check_drawable)
     fig = new_figure(figsize or default_figsize(pmap), args.dpi)
     plot_map(pmap, fig.add_subplot(), **_style(args))
     save_figure(fig, args.out)
@@ -249,12 +264,15 @@ def run_plot(args: argparse.Namespace) -> int:
 def run_animate(args: argparse.Namespace) -> int:
     from .._io import check_output_path
     from ..plot import animate_schedule
+    from ..plot.maps import check_drawable
 
     check_output_path(args.out, (".gif",))
     _check_dpi(args)
     if not 0.02 <= args.seconds <= 60:
         raise CLIError(f"--seconds must be between 0.02 and 60, got {args.seconds}")
-    pmap = _compute(args)  # validates the whole schedule before drawing any frame
+    frames = len(parse_schedule(args.dilations))
+    # validates the whole schedule (and the memory the frames need) before drawing any frame
+    pmap = _compute(args, lambda shape: check_drawable(shape, frames))
     animate_schedule(
         pmap.layers,
         pmap.size,

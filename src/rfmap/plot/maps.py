@@ -18,7 +18,7 @@ import numpy as np
 
 from .._io import atomic_path, atomic_write_bytes, check_output_path
 from ..errors import RFMapError
-from ..paths import PathMap, stack_path_map
+from ..paths import PathMap, check_allocation, stack_path_map
 from ..specs import ConvLayer, conv_stack
 
 if TYPE_CHECKING:
@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 __all__ = [
+    "DRAW_BYTES_PER_CELL",
     "FIBONACCI",
     "FIGURE_SUFFIXES",
     "GALLERY_SCHEDULES",
@@ -34,6 +35,7 @@ __all__ = [
     "Scale",
     "animate_schedule",
     "animation_frames",
+    "check_drawable",
     "default_figsize",
     "figure_png",
     "gallery",
@@ -59,6 +61,13 @@ FIBONACCI = (1, 1, 2, 3, 5)
 #: Where the colour scale of non-zero counts starts in the colormap (0 = the background).
 HOLE_CONTRAST = 0.15
 
+#: Memory per drawn cell at the peak of drawing a map (float copies, masks, the image
+#: matplotlib resamples); an animation keeps about 16 bytes per drawn cell more per frame.
+#: A 3D map draws at most MAX_SLICES planes, and needs 24 bytes per cell for the rest.
+DRAW_BYTES_PER_CELL = 96
+FRAME_BYTES_PER_CELL = 16
+MAX_SLICES = 12
+
 SEED_FIGSIZE = (3.0, 3.0)
 SEED_DPI = 150
 FIGURE_SUFFIXES = (".png", ".svg", ".pdf", ".jpg", ".jpeg")
@@ -70,6 +79,24 @@ class Scale(str, enum.Enum):
     AUTO = "auto"
     LINEAR = "linear"
     LOG = "log"
+
+
+def check_drawable(shape: Sequence[int], frames: int = 1) -> None:
+    """Refuse, with :class:`~rfmap.errors.MapTooLargeError`, maps too large to draw.
+
+    ``shape`` is the map's shape; ``frames`` the number of frames of an animation.
+    Call it before computing the map: nothing is allocated.
+    """
+    shape = tuple(shape)
+    cells = math.prod(shape)
+    drawn = cells if len(shape) < 3 else min(shape[0], MAX_SLICES) * math.prod(shape[1:])
+    need = drawn * (DRAW_BYTES_PER_CELL + FRAME_BYTES_PER_CELL * (frames - 1))
+    if len(shape) == 3:
+        need += cells * 24
+    size = "x".join(map(str, shape))
+    what = f"a figure of a {size} map" if frames == 1 else f"an animation of {frames} frames"
+    what += "" if frames == 1 else f" of {size} maps"
+    check_allocation(cells, -(-need // max(cells, 1)), None, what)
 
 
 def new_figure(figsize: tuple[float, float] = SEED_FIGSIZE, dpi: int = SEED_DPI) -> Figure:
@@ -177,6 +204,7 @@ def plot_map(
     top of the colour scale (to compare maps); ``title`` defaults to the notebook's
     ``"Dilation rates: (1, 1, 1)"``.
     """
+    check_drawable(pmap.counts.shape)
     if ax is None:
         fig = new_figure(default_figsize(pmap))
         ax = fig.add_subplot()
@@ -320,11 +348,11 @@ def _style_colorbar(cbar: Any, scale: Scale) -> None:
 
 
 def _slice_indices(pmap: PathMap) -> list[int]:
-    """Slices of a 3D map to show: every non-empty one, at most 12, centred on the unit."""
+    """Slices of a 3D map to show: every non-empty one, at most MAX_SLICES, evenly spread."""
     nonzero = [i for i in range(pmap.counts.shape[0]) if pmap.factors[0][i] != 0]
-    if len(nonzero) <= 12:
+    if len(nonzero) <= MAX_SLICES:
         return nonzero or [pmap.counts.shape[0] // 2]
-    picks = np.linspace(0, len(nonzero) - 1, 12).round().astype(int)
+    picks = np.linspace(0, len(nonzero) - 1, MAX_SLICES).round().astype(int)
     return [nonzero[i] for i in sorted(set(picks.tolist()))]
 
 
@@ -402,6 +430,7 @@ def animation_frames(
     """
     layers = tuple(layers)
     full = stack_path_map(layers, size, unit)
+    check_drawable(full.counts.shape, len(layers))
     # A stride-1 stack keeps the output grid, so the unit means the same in every frame.
     same_grid = all(s == 1 for layer in layers for s in layer.stride)
     figures = []
