@@ -41,7 +41,7 @@ def test_readme_cli_example_output(capsys):
     from rfmap.cli import main
 
     text = (ROOT / "README.md").read_text()
-    block = text.split("$ rfmap map 1,2,4 --size 9\n", 1)[1].split("\n...", 1)[0]
-    assert main(["map", "1,2,4", "--size", "9"]) == 0
+    block = text.split("$ rfmap map 1,2,4 --size 17\n", 1)[1].split("\n...", 1)[0]
+    assert main(["map", "1,2,4", "--size", "17"]) == 0
     out = capsys.readouterr().out
     assert out.startswith(block)
