@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import textwrap
 
 import numpy as np
@@ -42,6 +43,22 @@ MODELS = textwrap.dedent(
 
     def nan():
         return nn.Sequential(nn.Conv2d(3, 2, 3, padding=1), Sqrt())
+
+    class Gated(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv1 = nn.Conv2d(3, 4, 5, padding=2)
+            self.fc = nn.Conv2d(4, 4, 1)
+            self.conv2 = nn.Conv2d(4, 4, 3, stride=2, padding=1)
+
+        def forward(self, x):
+            y = torch.tanh(self.conv1(x))
+            y = y * torch.sigmoid(self.fc(y.mean((2, 3), keepdim=True)))
+            return self.conv2(y)
+
+    def gated():
+        torch.manual_seed(0)
+        return Gated()
 
     def dead():
         conv = nn.Conv2d(3, 2, 3, padding=1)
@@ -197,6 +214,23 @@ def test_warnings_are_one_line_on_stderr(capsys, models):
     assert len(err.strip().splitlines()) == 1
 
 
+def test_a_squeeze_excitation_model_is_compared_with_its_conv_field(capsys, models):
+    """trace says a gated unit reads the whole input; the ERF is set against the 7 px conv
+    paths' field, and an input smaller than that field warns."""
+    argv = ["erf", f"{models}:gated", "-n", "2"]
+    code, out, err = run(capsys, *argv, "--input-size", "3,24,24", "--unit", "2,9")
+    assert code == 0 and err == ""
+    assert re.search(r"^local-path RF +7x7$", out, re.MULTILINE)
+    assert "24x24 (a global op reads the whole input)" in out and "extent / local RF" in out
+    code, out, _ = run(capsys, *argv, "--input-size", "3,24,24", "--unit", "2,9", "--json")
+    data = json.loads(out)
+    # Unit (2, 9) of the 12x12 grid sits at input (2*2, 9*2): the squares are centred there.
+    assert data["metrics"]["centre"] == [4, 18] and data["theoretical"]["compared_rf"] == [7, 7]
+    code, _, err = run(capsys, *argv, "--input-size", "3,6,6")
+    assert code == 0 and "paths through no global operation (7x7)" in err
+    assert err.startswith("rfmap: warning: ") and len(err.strip().splitlines()) == 1
+
+
 def test_progress_bar(capsys, models):
     argv = ["erf", f"{models}:build", "--input-size", "3,16,16", "-n", "3", "-b", "1"]
     code, _, err = run(capsys, *argv, "--progress")
@@ -249,6 +283,7 @@ def test_help_explains_with_examples(capsys):
             "unknown matplotlib colormap",
         ),
         (["--input-size", "3,24,24", "--gradient", "square"], "invalid choice"),
+        (["--input-size", "3,24,24", "--seed", "-1"], "--seed must be a non-negative integer"),
         (["--sample-images"], "the following arguments are required: --input-size"),
     ],
 )

@@ -14,7 +14,7 @@ from unittest import mock
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 torch = pytest.importorskip("torch", reason="the ERF needs PyTorch")
@@ -306,6 +306,7 @@ def test_crop_equals_full_input(stack, height, width, data):
             cropped = erf(net, images, unit=unit)
     assert full.crop is None and full.crop_note == "crop disabled"
     np.testing.assert_allclose(cropped.map, full.map, rtol=1e-11, atol=1e-300)
+    event("cropped" if cropped.crop is not None else f"full input: {cropped.crop_note}")
     if cropped.crop is not None:
         for (a, b), jump, n in zip(
             cropped.crop, cropped.theoretical.stride, (height, width), strict=True
@@ -496,6 +497,7 @@ def test_bad_devices_and_arguments():
         ({"num_images": 0}, "num_images must be a positive integer"),
         ({"batch_size": 0}, "batch_size must be a positive integer"),
         ({"layer": 3}, "layer must be a module or fx node name"),
+        ({"thresholds": (0.5, 1.5)}, r"thresholds must be shares in \(0, 1\], got 1\.5"),
     ]:
         with pytest.raises(RFMapError, match=message):
             erf(model, images, **kwargs)
@@ -590,3 +592,158 @@ def test_rfmap_erf_is_callable_as_the_issue_spells_it():
     assert isinstance(via_module, ERFResult)
     np.testing.assert_array_equal(via_module.map, erf(model, inputs).map)
     assert rfmap.erf is module and module.erf is erf
+
+
+class GatedStack(nn.Module):
+    """conv 5x5 (pad 2) -> tanh -> squeeze-excitation gate -> conv 3x3 (stride 2, pad 1).
+
+    With ``gate=False`` it is the plain stack: the field of the gated model's local paths.
+    """
+
+    def __init__(self, gate=True):
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv1 = nn.Conv2d(3, 4, 5, padding=2)
+        self.fc = nn.Conv2d(4, 4, 1)
+        self.conv2 = nn.Conv2d(4, 4, 3, stride=2, padding=1)
+        self.gate = gate
+
+    def forward(self, x):
+        y = torch.tanh(self.conv1(x))
+        if self.gate:
+            y = y * torch.sigmoid(self.fc(y.mean((2, 3), keepdim=True)))
+        return self.conv2(y)
+
+
+GATED_LAYERS = conv_stack([1, 1], [5, 3], stride=[1, 2], padding=[2, 1])
+
+
+@pytest.mark.parametrize("unit", [None, (1, 14), (8, 8)])
+def test_a_global_model_is_compared_with_its_local_paths(unit):
+    """A squeeze-excitation gate reads the whole input (trace says receptive_field = the
+    input), but the ERF is compared with, centred on and drawn as the conv paths' field."""
+    images = noise_images(2, (3, 32, 32))
+    result = erf(GatedStack().double(), images, unit=unit)
+    plain = erf(GatedStack(gate=False).double(), images, unit=unit, crop=False)
+    theory = result.theoretical
+    the_unit = unit or (8, 8)
+    local = stack_theory(GATED_LAYERS, (32, 32), the_unit)  # independent of rfmap.trace
+    assert theory.is_global and theory.receptive_field == (32, 32) and result.crop is None
+    assert theory.local_receptive_field == local.receptive_field == (7, 7)
+    assert theory.compared_rf == (7, 7) and theory.field_box == local.box
+    # The local box is the support of the gate-less model's ERF.
+    (r0, r1), (c0, c1) = local.box
+    outside = plain.map.copy()
+    outside[r0:r1, c0:c1] = 0
+    assert not outside.any() and plain.map[r0:r1, c0:c1].all()
+    # The squares and extents are centred on the unit, not on the middle of the input.
+    jump, first = 2, [u * 2 - 3 for u in the_unit]  # unclipped local box: [2u - 3, 2u + 4)
+    expected = tuple(min(max(f + 3, 0), 31) for f in first) if unit else (16, 16)
+    assert result.metrics.centre == expected and jump == theory.stride[0]
+    assert result.metrics.theoretical_rf == (7, 7)
+    assert result.metrics.extent_over_rf == tuple(e / 7 for e in result.metrics.extent)
+    assert not any("smaller" in note for note in result.notes)
+    data = result.to_dict()["theoretical"]
+    assert data["compared_rf"] == [7, 7] and data["local_receptive_field"] == [7, 7]
+    assert data["field_box"] == [list(b) for b in local.box] and data["global_axes"] == [1, 1]
+
+
+def test_an_input_smaller_than_the_local_field_of_a_global_model_warns():
+    with pytest.warns(ERFWarning, match=r"paths through no global operation \(7x7\)"):
+        result = erf(GatedStack().double(), noise_images(1, (3, 6, 6)))
+    assert result.theoretical.receptive_field == (6, 6)  # the whole (small) input
+
+
+def test_metric_centre_of_a_unit_without_a_known_field_is_its_centre_of_mass(monkeypatch):
+    net = build_network(conv_stack([1, 1]), torch.float64)
+    monkeypatch.setattr(erf_module, "_theoretical_rf", lambda *a: (None, "unknown"))
+    result = erf(net, noise_images(1, (1, 21, 21)), unit=(3, 15))
+    assert result.metrics.centre == (3, 15)  # symmetric path counts around (3, 15)
+    assert erf(net, noise_images(1, (1, 21, 21))).metrics.centre == (10, 10)
+
+
+def test_inputs_are_cropped_as_they_are_read(monkeypatch):
+    """Bounded memory: a batch of large inputs holds only their crops (numpy is traced)."""
+    import tracemalloc
+
+    layers = conv_stack([1, 1], 3)
+    net = build_network(layers, torch.float32)
+    one_input = 512 * 512 * 4
+    peaks = []
+    accumulate = erf_module._accumulate
+
+    def traced(*args, **kwargs):  # the peak of the accumulation alone, not of the setup
+        tracemalloc.start()
+        try:
+            out = accumulate(*args, **kwargs)
+            peaks.append(tracemalloc.get_traced_memory()[1])
+            return out
+        finally:
+            tracemalloc.stop()
+
+    monkeypatch.setattr(erf_module, "_accumulate", traced)
+    with analysed_as(layers):
+        result = erf(net, noise_images(16, (1, 512, 512)), batch_size=16)
+    assert result.crop is not None and result.count == 16
+    # A batch of 16 full inputs would be 16 inputs' worth; cropped as they are drawn,
+    # one input is held in full at a time (and the float64 map is two inputs' worth).
+    assert peaks[0] < 4 * one_input
+
+
+def test_huge_inputs_and_counts_are_checked_not_allocated():
+    net = build_network(conv_stack([1]), torch.float32)
+    with pytest.raises(MapTooLargeError, match=r"one input of size 1x100000x100000 needs"):
+        erf(net, noise_images(1, (1, 100_000, 100_000)))
+    group = erf_module._Group(rank=1, world=3)
+    assert erf_module._local_count(10**15, 1, group) == 10**15 // 3 + (10**15 % 3 > 1)
+    for count in range(1, 30):
+        for size in (1, 2, 5):
+            for world in (1, 2, 3):
+                for rank in range(world):
+                    starts = list(range(0, count, size))[rank::world]
+                    brute = sum(min(size, count - s) for s in starts)
+                    assert erf_module._local_count(count, size, erf_module._Group(rank, world)) == (
+                        brute
+                    )
+
+
+def test_cuda_runs_use_deterministic_cudnn_and_restore_it():
+    """Same --seed, same map: cuDNN's autotuned backward convolutions are not bit-stable."""
+    import types
+
+    cudnn = torch.backends.cudnn
+    saved = (cudnn.deterministic, cudnn.benchmark)
+    try:
+        cudnn.deterministic, cudnn.benchmark = False, True
+        with erf_module._deterministic(types.SimpleNamespace(type="cuda")):
+            assert cudnn.deterministic and not cudnn.benchmark
+        assert (cudnn.deterministic, cudnn.benchmark) == (False, True)
+        with erf_module._deterministic(torch.device("cpu")):
+            assert (cudnn.deterministic, cudnn.benchmark) == (False, True)
+    finally:
+        cudnn.deterministic, cudnn.benchmark = saved
+
+
+class Branchy(nn.Module):
+    """Data-dependent control flow: torch.fx cannot trace it, so rfmap.trace measures it."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.a = nn.Conv2d(1, 2, 3, padding=1)
+        self.b = nn.Conv2d(2, 2, 3, padding=1)
+
+    def forward(self, x):
+        y = self.a(x)
+        if y.sum() > -1e9:
+            y = torch.tanh(y)
+        return self.b(y)
+
+
+def test_a_measured_field_is_kept_but_not_used_to_crop():
+    result = erf(Branchy().double(), noise_images(1, (1, 20, 20)), unit=(3, 4))
+    assert result.theoretical is not None, result.theoretical_note
+    assert result.theoretical.receptive_field == (5, 5) and not result.theoretical.exact
+    assert result.theoretical.box == ((1, 6), (2, 7)) and result.metrics.centre == (3, 4)
+    assert result.crop is None and "not exact" in result.crop_note
+    assert result.metrics.theoretical_rf == (5, 5)

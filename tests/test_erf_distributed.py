@@ -55,8 +55,13 @@ SCRIPT = textwrap.dedent(
     # 7 inputs in batches of 2: rank 0 gets 3 batches (5 inputs), rank 1 one (2 inputs).
     result = erf(model, noise_images(7, (3, 30, 30), seed=2), batch_size=2)
     np.save(f"{out}/map_{rank}.npy", result.map)
+    # erf() made the process group, so it destroyed it: gloo's threads must be gone (if
+    # they outlive it, they may abort the process at exit; Linux shows them in /proc).
+    tasks = "/proc/self/task"
+    names = os.listdir(tasks) if os.path.isdir(tasks) else []
+    threads = [open(f"{tasks}/{t}/comm").read().strip() for t in names]
     with open(f"{out}/meta_{rank}.json", "w") as handle:
-        json.dump(result.to_dict(), handle)
+        json.dump(result.to_dict() | {"threads": threads}, handle)
     """
 )
 
@@ -95,6 +100,7 @@ def test_two_processes_equal_one(tmp_path, model_file):
         meta = json.loads((tmp_path / f"meta_{rank}.json").read_text())
         assert meta["world_size"] == 2 and meta["count"] == 7
         assert any("rank 0's" in note for note in meta["notes"])
+        assert not [name for name in meta["threads"] if "gloo" in name], meta["threads"]
         # Same batches, float64: only the order of the final sum differs.
         np.testing.assert_allclose(shared, single.map, rtol=1e-12, atol=0)
         assert meta["metrics"]["area_ratios"] == single.to_dict()["metrics"]["area_ratios"]

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from rfmap import RFMapError
-from rfmap.erf import ERFResult, Gradient, TheoreticalRF
+from rfmap.erf import ERFResult, Gradient, TheoreticalRF, comparison_table
 from rfmap.erf_metrics import erf_metrics, log_normalise
 from rfmap.plot import figure_png, new_figure
 from rfmap.plot.erf import ERFScale, erf_colormap, plot_erf, plot_erfs
@@ -143,3 +143,32 @@ def test_drawing_a_saved_result_does_not_import_torch():
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "False"
+
+
+def test_a_global_model_draws_the_field_of_its_local_paths():
+    """A squeeze-excitation model reads the whole input: the box drawn is its conv field."""
+    theory = TheoreticalRF(
+        (31, 31), (2, 2), ((0, 31), (0, 31)), True, True, (True, True), (7, 9), ((4, 11), (3, 12))
+    )
+    result = make_result(gaussian_map(), theory)
+    (box,) = plot_erf(result).patches
+    assert box.get_xy() == (2.5, 3.5) and (box.get_width(), box.get_height()) == (9, 7)
+    assert result.metrics.theoretical_rf == (31, 31)  # make_result passes receptive_field
+    _, body = comparison_table([result])
+    assert body[0][-2] == "7x9 local"
+    line = plot_erf(make_result(gaussian_map()[15], _one_axis(theory)))
+    (span,) = [p for p in line.patches if p.get_label() == "theoretical RF"]
+    assert span.get_x() == pytest.approx(2.5) and span.get_width() == pytest.approx(9)
+
+
+def _one_axis(theory):
+    return TheoreticalRF(
+        theory.receptive_field[1:],
+        theory.stride[1:],
+        theory.box[1:],
+        True,
+        True,
+        (True,),
+        theory.local_receptive_field[1:],
+        theory.local_box[1:],
+    )

@@ -166,3 +166,51 @@ def test_folder_errors(tmp_path):
         folder_images(tmp_path, (3, 8, 8), 2)
     with pytest.raises(RFMapError, match="positive integer"):
         folder_images(tmp_path, (3, 8, 8), 0)
+
+
+def test_odd_image_files_in_a_folder(tmp_path):
+    """Grey, RGBA, palette, 1-bit, 16-bit and 1x1 files all become RGB inputs, correctly."""
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 256, (6, 7, 3), dtype=np.uint8)
+    Image.fromarray(np.dstack([rgb, np.full((6, 7), 9, np.uint8)]), "RGBA").save(
+        tmp_path / "rgba.png"
+    )
+    grey16 = rng.integers(0, 65536, (6, 7)).astype(np.uint16)
+    Image.fromarray(grey16).save(tmp_path / "grey16.png")
+    Image.fromarray(rgb).convert("P").save(tmp_path / "palette.png")
+    Image.new("1", (7, 6), 1).save(tmp_path / "bits.png")
+    Image.new("RGB", (1, 1), (255, 0, 51)).save(tmp_path / "tiny.png")
+    images = folder_images(tmp_path, (3, 6, 7), normalization="unit")
+    loaded = {name: images.load(i) for i, name in enumerate(images.names)}
+    # RGBA: the alpha channel is dropped, as torchvision's ImageFolder does.
+    np.testing.assert_allclose(loaded["rgba.png"], rgb.transpose(2, 0, 1) / 255, atol=1e-6)
+    # 16-bit grey is scaled to 8 bits (PIL's own conversion clips it to white).
+    expected = np.round(grey16 / 257) / 255
+    np.testing.assert_allclose(loaded["grey16.png"], np.stack([expected] * 3), atol=1e-6)
+    assert loaded["grey16.png"].mean() < 0.9
+    palette = np.asarray(Image.fromarray(rgb).convert("P").convert("RGB"))
+    np.testing.assert_allclose(loaded["palette.png"], palette.transpose(2, 0, 1) / 255, atol=1e-6)
+    assert loaded["bits.png"] == pytest.approx(np.ones((3, 6, 7)))
+    # A single pixel resizes to a uniform image of its colour.
+    np.testing.assert_allclose(
+        loaded["tiny.png"], np.array([1.0, 0.0, 0.2])[:, None, None] * np.ones((3, 6, 7)), atol=1e-6
+    )
+    grey = folder_images(tmp_path, (1, 6, 7), normalization="unit")
+    np.testing.assert_allclose(grey.load(grey.names.index("grey16.png"))[0], expected, atol=1e-6)
+
+
+def test_noise_names_are_lazy_and_seeds_are_checked(tmp_path):
+    many = noise_images(10**15, (1, 4))  # no list of 10**15 names is made
+    assert len(many) == 10**15 and many.names[-1] == f"noise-{10**15 - 1}"
+    assert many.names[2:4] == ("noise-2", "noise-3") and many.to_dict()["names"][99] == "noise-99"
+    small = noise_images(3, (1, 4))
+    assert small.names == ("noise-0", "noise-1", "noise-2") and list(small.names)[1] == "noise-1"
+    assert small == noise_images(3, (1, 4)) and small != noise_images(4, (1, 4))
+    _write(tmp_path / "a.png")
+    for make in (
+        lambda: noise_images(1, (1, 4), seed=-1),
+        lambda: sample_images((3, 8, 8), seed=-2),
+        lambda: folder_images(tmp_path, (3, 8, 8), seed=-3),
+    ):
+        with pytest.raises(RFMapError, match="seed must be a non-negative integer"):
+            make()

@@ -34,6 +34,7 @@ import enum
 import html
 import json
 import math
+import numbers
 import os
 import sys
 import time
@@ -48,7 +49,13 @@ from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
-from .erf_metrics import DEFAULT_THRESHOLDS, ERFMetrics, erf_metrics, log_normalise
+from .erf_metrics import (
+    DEFAULT_THRESHOLDS,
+    ERFMetrics,
+    erf_metrics,
+    gaussian_fit,
+    log_normalise,
+)
 from .errors import MapTooLargeError, ModelError, RFMapError
 from .images import ImageSet
 
@@ -105,6 +112,20 @@ class TheoreticalRF:
     clipped to the input; ``stride`` the effective stride (jump) of the layer;
     ``is_global`` whether some operation sees the whole input; ``exact`` whether the
     analysis derived everything (so a crop can be trusted).
+
+    On a *global* axis (``global_axes``: global pooling, a squeeze-excitation gate...)
+    the unit reads the whole input, so ``receptive_field`` is the input size and ``box``
+    the whole input; ``local_receptive_field`` and ``local_box`` (clipped to the input)
+    are then those of the paths through no global operation (the convolutional field;
+    ``None`` on an axis without such a path).  :attr:`compared_rf` and
+    :attr:`field_box` pick, per axis, the local field where there is one on a global
+    axis: that is what the ERF is compared with and drawn as.  ``centre`` is the input
+    position under the unit: the centre of its unclipped field (of the local paths on a
+    global axis), clipped to the input.
+
+    >>> rf = TheoreticalRF((224,), (8,), ((0, 224),), True, True, (True,), (67,), ((0, 62),))
+    >>> rf.compared_rf, rf.field_box
+    ((67,), ((0, 62),))
     """
 
     receptive_field: tuple[int, ...]
@@ -112,6 +133,41 @@ class TheoreticalRF:
     box: tuple[tuple[int, int], ...]
     is_global: bool
     exact: bool
+    global_axes: tuple[bool, ...] | None = None
+    local_receptive_field: tuple[int | None, ...] | None = None
+    local_box: tuple[tuple[int, int] | None, ...] | None = None
+    centre: tuple[int, ...] | None = None
+
+    def _local_rf(self, axis: int) -> int | None:
+        if self.global_axes is None or not self.global_axes[axis]:
+            return None
+        return None if self.local_receptive_field is None else self.local_receptive_field[axis]
+
+    def _local_box(self, axis: int) -> tuple[int, int] | None:
+        if self._local_rf(axis) is None or self.local_box is None:
+            return None
+        return self.local_box[axis]
+
+    @property
+    def compared_rf(self) -> tuple[int, ...]:
+        """Per axis, the field the ERF is compared with: the local paths' on a global axis."""
+        return tuple(
+            r if self._local_rf(a) is None else int(cast("int", self._local_rf(a)))
+            for a, r in enumerate(self.receptive_field)
+        )
+
+    @property
+    def field_box(self) -> tuple[tuple[int, int], ...]:
+        """Per axis, the (clipped) box drawn and centred on: the local paths' on a global axis."""
+        return tuple(
+            box if self._local_box(a) is None else cast("tuple[int, int]", self._local_box(a))
+            for a, box in enumerate(self.box)
+        )
+
+    @property
+    def uses_local(self) -> bool:
+        """Whether some axis is compared with the local paths' field (a global model)."""
+        return any(self._local_rf(a) is not None for a in range(len(self.receptive_field)))
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -121,6 +177,16 @@ class TheoreticalRF:
             "box": [list(b) for b in self.box],
             "is_global": self.is_global,
             "exact": self.exact,
+            "global_axes": None if self.global_axes is None else list(self.global_axes),
+            "local_receptive_field": None
+            if self.local_receptive_field is None
+            else list(self.local_receptive_field),
+            "local_box": None
+            if self.local_box is None
+            else [None if b is None else list(b) for b in self.local_box],
+            "compared_rf": list(self.compared_rf),
+            "field_box": [list(b) for b in self.field_box],
+            "centre": None if self.centre is None else list(self.centre),
         }
 
 
@@ -259,10 +325,18 @@ def summary_rows(result: ERFResult) -> list[tuple[str, str]]:
     if m.gaussian is not None:
         rows.append(("gaussian sigma", ", ".join(f"{s:.2f}" for s in m.gaussian.sigma)))
     rows.append(("extent (95.45%)", "x".join(map(str, m.extent))))
-    if result.theoretical is not None:
-        rows.append(("theoretical RF", "x".join(map(str, result.theoretical.receptive_field))))
+    theory = result.theoretical
+    if theory is not None:
+        text = "x".join(map(str, theory.receptive_field))
+        if theory.uses_local:
+            text += " (a global op reads the whole input)"
+            rows.append(("theoretical RF", text))
+            rows.append(("local-path RF", "x".join(map(str, theory.compared_rf))))
+        else:
+            rows.append(("theoretical RF", text))
     if m.extent_over_rf is not None:
-        rows.append(("extent / RF", ", ".join(f"{r:.3f}" for r in m.extent_over_rf)))
+        label = "extent / local RF" if theory is not None and theory.uses_local else "extent / RF"
+        rows.append((label, ", ".join(f"{r:.3f}" for r in m.extent_over_rf)))
     crop = "full input" if result.crop is None else " x ".join(f"[{a},{b})" for a, b in result.crop)
     rows.append(("computed on", crop))
     return rows
@@ -284,8 +358,9 @@ def comparison_table(results: Sequence[ERFResult]) -> tuple[list[str], list[list
             row.append("-" if value is None else f"{value:.3f}")
         row.append("-" if m.gaussian is None else "x".join(f"{s:.1f}" for s in m.gaussian.sigma))
         row.append("x".join(map(str, m.extent)))
-        rf = r.theoretical.receptive_field if r.theoretical is not None else None
-        row.append("-" if rf is None else "x".join(map(str, rf)))
+        rf = r.theoretical.compared_rf if r.theoretical is not None else None
+        local = r.theoretical is not None and r.theoretical.uses_local
+        row.append("-" if rf is None else "x".join(map(str, rf)) + (" local" if local else ""))
         over = m.extent_over_rf
         row.append("-" if over is None else "x".join(f"{v:.2f}" for v in over))
         rows.append(row)
@@ -410,11 +485,27 @@ def _join_group(distributed: bool | None, device: Any) -> _Group:
             )
         return _Group()
     backend = "nccl" if device.type == "cuda" else "gloo"
+    _load_meta_kernels()
     try:
         dist.init_process_group(backend=backend)
     except Exception as exc:
         raise RFMapError(f"cannot start the {backend} process group: {exc}") from exc
     return _Group(dist.get_rank(), dist.get_world_size(), True, backend)
+
+
+def _load_meta_kernels() -> None:
+    """Run one op on the meta device before a process group exists.
+
+    The first meta op imports torch's Python meta kernels (~900 modules: dynamo,
+    functional collectives...); imported while a process group exists, they keep it
+    alive past ``destroy_process_group``, and gloo's worker threads then outlive it:
+    they sometimes free a tensor during interpreter shutdown and abort the process
+    ("terminate called without an active exception", a quarter of 2-process runs here).
+    """
+    import torch
+
+    with contextlib.suppress(Exception):
+        torch.empty(1, device="meta").relu()
 
 
 @contextlib.contextmanager
@@ -572,18 +663,69 @@ def _theoretical_rf(
                 f"the analysis found an output grid {list(info.grid)}, the model has {list(grid)}"
             )
         box = tuple((int(a), int(b)) for a, b in info.input_box(unit, clip=True))
+        stride = tuple(_integral(j) for j in info.stride)
+        global_axes = tuple(bool(g) for g in info.global_axes)
+        spatial = tuple(input_size[1:])
+        local_rf, local_box, local_unclipped = _local_field(info, unit, stride, spatial)
+        # The unit's centre: that of its unclipped field (local paths on a global axis).
+        try:
+            unclipped = info.input_box(unit, clip=False)
+        except RFMapError:  # a measured field knows only the box inside the input
+            unclipped = box
+        centre = []
+        for axis, n in enumerate(spatial):
+            local = None if local_unclipped is None else local_unclipped[axis]
+            a, b = local if global_axes[axis] and local is not None else unclipped[axis]
+            centre.append(min(max((int(a) + int(b) - 1) // 2, 0), n - 1))
         result = TheoreticalRF(
             receptive_field=tuple(int(r) for r in info.receptive_field),
-            stride=tuple(_integral(j) for j in info.stride),
+            stride=stride,
             box=box,
             is_global=bool(info.is_global),
             exact=bool(info.exact),
+            global_axes=global_axes,
+            local_receptive_field=local_rf,
+            local_box=local_box,
+            centre=tuple(centre),
         )
     except RFMapError as exc:
         return None, f"the analytic receptive field is unknown: {exc}"
     except Exception as exc:  # an analysis bug must not stop a measurement
         return None, f"the analytic receptive field failed: {type(exc).__name__}: {exc}"
     return result, ""
+
+
+_Boxes = tuple[tuple[int, int] | None, ...]
+
+
+def _local_field(
+    info: Any, unit: tuple[int, ...], stride: tuple[Any, ...], spatial: tuple[int, ...]
+) -> tuple[tuple[int | None, ...] | None, _Boxes | None, _Boxes | None]:
+    """The field of the paths through no global op; the unit's box of them, clipped and not.
+
+    On a global axis ``receptive_field`` is the whole input; the local paths of unit
+    ``u`` read ``[u * stride + local_start, ... + local_receptive_field)``.  ``None``
+    on an axis without local paths or with a fractional stride.
+    """
+    sizes = getattr(info, "local_receptive_field", None)
+    starts = getattr(info, "local_start", None)
+    if sizes is None or starts is None:
+        return None, None, None
+    rf: list[int | None] = []
+    boxes: list[tuple[int, int] | None] = []
+    unclipped: list[tuple[int, int] | None] = []
+    for u, size, start, jump, n in zip(unit, sizes, starts, stride, spatial, strict=True):
+        if size is None or start is None or not isinstance(jump, int):
+            rf.append(None if size is None else int(size))
+            boxes.append(None)
+            unclipped.append(None)
+            continue
+        first = u * jump + int(start)
+        rf.append(int(size))
+        low, high = max(first, 0), min(first + int(size), n)
+        boxes.append((low, high) if high > low else None)
+        unclipped.append((first, first + int(size)))
+    return tuple(rf), tuple(boxes), tuple(unclipped)
 
 
 def _integral(jump: Any) -> Any:
@@ -760,15 +902,24 @@ def _memory_budget(device: Any) -> int:
 # inputs
 
 
+#: Spatial slices of a crop (``None``: the whole input).
+_Window = tuple[slice, ...] | None
+
+
 @dataclass
 class _Source:
-    """A uniform view of the inputs: a count (if known) and batches of numpy/torch arrays."""
+    """A uniform view of the inputs: a count (if known) and batches of numpy/torch arrays.
+
+    ``batches(size, rank, world, window)`` yields ``(start, batch)`` for this process's
+    batches, each input cropped to ``window`` as soon as it is read, so that only the
+    crops of a batch are held in memory, however large the inputs are.
+    """
 
     input_size: tuple[int, ...]
     count: int | None
     names: Callable[[int], str]
     description: dict[str, Any]
-    batches: Callable[[int, int, int], Iterator[tuple[int, Any]]]
+    batches: Callable[[int, int, int, _Window], Iterator[tuple[int, Any]]]
 
 
 def _source(inputs: Any, limit: int | None) -> _Source:
@@ -779,9 +930,11 @@ def _source(inputs: Any, limit: int | None) -> _Source:
         image_set = inputs
         count = len(image_set) if limit is None else min(limit, len(image_set))
 
-        def image_batches(size: int, rank: int, world: int) -> Iterator[tuple[int, Any]]:
-            starts = list(range(0, count, size))[rank::world]
-            yield from _prefetch(image_set, starts, size, count)
+        def image_batches(
+            size: int, rank: int, world: int, window: _Window
+        ) -> Iterator[tuple[int, Any]]:
+            starts = range(0, count, size)[rank::world]
+            yield from _prefetch(image_set, starts, size, count, window)
 
         return _Source(
             tuple(image_set.input_size),
@@ -800,9 +953,11 @@ def _source(inputs: Any, limit: int | None) -> _Source:
         if count < 1:
             raise RFMapError("inputs hold no images (N = 0)")
 
-        def array_batches(size: int, rank: int, world: int) -> Iterator[tuple[int, Any]]:
-            for start in list(range(0, count, size))[rank::world]:
-                yield start, array[start : min(start + size, count)]
+        def array_batches(
+            size: int, rank: int, world: int, window: _Window
+        ) -> Iterator[tuple[int, Any]]:
+            for start in range(0, count, size)[rank::world]:
+                yield start, _cropped(array[start : min(start + size, count)], window)
 
         return _Source(
             tuple(int(s) for s in array.shape[1:]),
@@ -818,16 +973,24 @@ def _source(inputs: Any, limit: int | None) -> _Source:
         except StopIteration:
             raise RFMapError("inputs hold no batches") from None
 
-        def iter_batches(size: int, rank: int, world: int) -> Iterator[tuple[int, Any]]:
+        expected = tuple(int(s) for s in first.shape[1:])
+
+        def iter_batches(
+            size: int, rank: int, world: int, window: _Window
+        ) -> Iterator[tuple[int, Any]]:
             seen = 0
             for index, item in enumerate(_chain(first, iterator)):
                 batch = _batch_tensor(item)
+                if tuple(batch.shape[1:]) != expected:
+                    raise RFMapError(
+                        f"input {seen} has shape {list(batch.shape[1:])}, expected {list(expected)}"
+                    )
                 if limit is not None:
                     batch = batch[: max(0, limit - seen)]
                 if len(batch) == 0:
                     return
                 if index % world == rank:
-                    yield seen, batch
+                    yield seen, _cropped(batch, window)
                 seen += len(batch)
 
         return _Source(
@@ -841,6 +1004,14 @@ def _source(inputs: Any, limit: int | None) -> _Source:
         "inputs must be an ImageSet (noise_images, sample_images, folder_images), an array "
         f"of shape (N, C, *spatial) or an iterable of such batches, got {type(inputs).__name__}"
     )
+
+
+def _cropped(batch: Any, window: _Window) -> Any:
+    """``batch[:, :, *window]`` (a view)."""
+    if window is None:
+        return batch
+    index = (slice(None), slice(None), *window)
+    return batch[index]
 
 
 def _chain(first: Any, rest: Iterator[Any]) -> Iterator[Any]:
@@ -865,20 +1036,30 @@ def _batch_tensor(item: Any) -> Any:
 
 
 def _prefetch(
-    image_set: ImageSet, starts: list[int], size: int, count: int
+    image_set: ImageSet, starts: Sequence[int], size: int, count: int, window: _Window
 ) -> Iterator[tuple[int, np.ndarray]]:
-    """Load batches in worker threads, one batch ahead, so decoding overlaps the model."""
+    """Load batches in worker threads, one batch ahead, so decoding overlaps the model.
+
+    Each input is cropped to ``window`` as soon as it is loaded: a batch holds crops only.
+    """
+    index = (slice(None), *window) if window is not None else ()
+
+    def load(i: int) -> np.ndarray:
+        return np.ascontiguousarray(image_set.load(i)[index])
+
     if len(starts) <= 1 or image_set.kind.value == "noise":
         for start in starts:
             indices = range(start, min(start + size, count))
-            yield start, np.stack([image_set.load(i) for i in indices])
+            yield start, np.stack([load(i) for i in indices])
         return
-    workers = max(1, min(8, os.cpu_count() or 1))
+    # Each worker holds one full-size input while it decodes and resizes it.
+    full = math.prod(image_set.input_size) * 4
+    workers = max(1, min(8, os.cpu_count() or 1, MAX_BATCH_BYTES // (2 * full)))
     with ThreadPoolExecutor(max_workers=workers) as pool:
 
         def submit(start: int) -> list[Future[np.ndarray]]:
             indices = range(start, min(start + size, count))
-            return [pool.submit(image_set.load, i) for i in indices]
+            return [pool.submit(load, i) for i in indices]
 
         pending = submit(starts[0])
         for position, start in enumerate(starts):
@@ -926,6 +1107,28 @@ def _prepared(model: Any, device: Any, channels_last: bool) -> Iterator[Any]:
             p.requires_grad_(flag)
         for module, mode in training.items():
             module.training = mode
+
+
+@contextlib.contextmanager
+def _deterministic(device: Any) -> Iterator[None]:
+    """On CUDA, deterministic cuDNN algorithms (no autotuning) for the run, then restored.
+
+    cuDNN's default backward convolutions may add in a different order on each run (maps
+    differed by 7e-8 between two identical runs on an H200); the deterministic ones gave
+    bit-identical maps at the same speed there.
+    """
+    if device.type != "cuda":
+        yield
+        return
+    import torch
+
+    cudnn = torch.backends.cudnn
+    saved = (cudnn.deterministic, cudnn.benchmark)
+    cudnn.deterministic, cudnn.benchmark = True, False
+    try:
+        yield
+    finally:
+        cudnn.deterministic, cudnn.benchmark = saved
 
 
 def _dtype_of(model: Any) -> Any:
@@ -1044,6 +1247,10 @@ def erf(
         raise RFMapError(f"batch_size must be a positive integer, got {batch_size!r}")
     if layer is not None and not isinstance(layer, str):
         raise RFMapError(f"layer must be a module or fx node name, got {layer!r}")
+    thresholds = tuple(thresholds)
+    for t in thresholds:  # checked before the measurement, not after it
+        if isinstance(t, bool) or not isinstance(t, numbers.Real) or not 0 < t <= 1:
+            raise RFMapError(f"thresholds must be shares in (0, 1], got {t!r}")
     source = _source(inputs, num_images)
     input_size = source.input_size
     spatial = input_size[1:]
@@ -1052,13 +1259,15 @@ def erf(
         raise RFMapError(
             f"inputs must have 1, 2 or 3 spatial axes, got input size {list(input_size)}"
         )
+    if isinstance(inputs, ImageSet):  # each input is read in full (float32), then cropped
+        _check_input_bytes(input_size)
     chosen = resolve_device(device, _local_rank())
     group = _join_group(distributed, chosen)
     notes: list[str] = []
     started = time.perf_counter()
     try:
         layout = ndim == 2 if channels_last is None else bool(channels_last)
-        with _prepared(model, chosen, layout) as prepared:
+        with _prepared(model, chosen, layout) as prepared, _deterministic(chosen):
             if group.sync_model(prepared, chosen):
                 notes.append(
                     "the processes held different parameters (e.g. a randomly initialised "
@@ -1144,12 +1353,12 @@ def erf(
         group.close()
     seconds = time.perf_counter() - started
     mean = total / max(count, 1)
-    where = _metric_centre(unit, theory, spatial)
+    where = _metric_centre(unit, theory, spatial, mean)
     metrics = erf_metrics(
         mean,
         thresholds=thresholds,
         centre=where,
-        theoretical_rf=None if theory is None else theory.receptive_field,
+        theoretical_rf=None if theory is None else theory.compared_rf,
     )
     label = name or type(model).__name__
     if not np.any(mean):
@@ -1161,14 +1370,14 @@ def erf(
         )
         notes.append(message)
         warnings.warn(message, ERFWarning, stacklevel=2)
-    if (
-        theory is not None
-        and not theory.is_global  # a global field is the whole input, whatever its size
-        and any(r > n for r, n in zip(theory.receptive_field, spatial, strict=True))
-    ):
+    # On a global axis the field is the whole input, whatever its size: compare the
+    # input with the field of the local paths there (a squeeze-excitation network's
+    # convolutions), which the border does cut off.
+    if theory is not None and any(r > n for r, n in zip(theory.compared_rf, spatial, strict=True)):
+        local = " of its paths through no global operation" if theory.uses_local else ""
         message = (
             f"the input ({'x'.join(map(str, spatial))}) is smaller than the theoretical "
-            f"receptive field ({'x'.join(map(str, theory.receptive_field))}) of "
+            f"receptive field{local} ({'x'.join(map(str, theory.compared_rf))}) of "
             f"{'layer ' + repr(layer) if layer else 'the model'}: the ERF is cut off at the "
             "border; use a larger input size"
         )
@@ -1200,14 +1409,26 @@ def erf(
 
 
 def _metric_centre(
-    unit: Sequence[int] | None, theory: TheoreticalRF | None, spatial: tuple[int, ...]
+    unit: Sequence[int] | None,
+    theory: TheoreticalRF | None,
+    spatial: tuple[int, ...],
+    mean: np.ndarray,
 ) -> tuple[int, ...] | None:
     """Centre of the squares: the input centre for the centre unit (as RepLKNet), else the
-    centre of the unit's theoretical field when known."""
-    if unit is None or theory is None:
+    centre of the unit's field (of its local paths on a global axis) when known, else the
+    map's centre of mass."""
+    if unit is None:
         return None
+    if theory is None:
+        fit = gaussian_fit(mean)  # the centre of mass
+        if fit is None:
+            return None
+        return tuple(min(max(round(c), 0), n - 1) for c, n in zip(fit.centre, spatial, strict=True))
+    if theory.centre is not None:
+        return theory.centre
     return tuple(
-        min(max((a + b - 1) // 2, 0), n - 1) for (a, b), n in zip(theory.box, spatial, strict=True)
+        min(max((a + b - 1) // 2, 0), n - 1)
+        for (a, b), n in zip(theory.field_box, spatial, strict=True)
     )
 
 
@@ -1230,6 +1451,15 @@ def _auto_batch(
 
 def _comm_device(group: _Group, device: Any) -> Any:
     return device if group.backend == "nccl" else "cpu"
+
+
+def _check_input_bytes(shape: tuple[int, ...]) -> None:
+    need = math.prod(shape) * 4
+    if need > MAX_BATCH_BYTES:
+        raise MapTooLargeError(
+            f"one input of size {'x'.join(map(str, shape))} needs {need / 2**30:.1f} GiB "
+            f"(float32), more than {MAX_BATCH_BYTES / 2**30:.0f} GiB; use a smaller input size"
+        )
 
 
 def _check_batch_bytes(size: int, shape: tuple[int, ...], dtype: Any) -> None:
@@ -1295,22 +1525,14 @@ def _accumulate(
     channels_last: bool = False,
 ) -> tuple[np.ndarray, int]:
     """Sum the contribution maps of this process's batches; all-reduce over processes."""
-    window = (slice(None), slice(None)) + (
-        () if box is None else tuple(slice(a, b) for a, b in box)
-    )
+    window = None if box is None else tuple(slice(a, b) for a, b in box)
     region = spatial if box is None else tuple(b - a for a, b in box)
     total = torch.zeros(region, dtype=torch.float64, device=device)
     count = 0
     failure = ""
     local_total = None if source.count is None else _local_count(source.count, size, group)
     try:
-        for start, batch in source.batches(size, group.rank, group.world):
-            if tuple(batch.shape[1:]) != source.input_size:
-                raise RFMapError(
-                    f"input {start} has shape {list(batch.shape[1:])}, expected "
-                    f"{list(source.input_size)}"
-                )
-            part = batch[window]
+        for start, part in source.batches(size, group.rank, group.world, window):
             x = (
                 torch.from_numpy(np.ascontiguousarray(part))
                 if isinstance(part, np.ndarray)
@@ -1351,8 +1573,11 @@ def _accumulate(
 
 
 def _local_count(count: int, size: int, group: _Group) -> int:
-    starts = list(range(0, count, size))[group.rank :: group.world]
-    return sum(min(size, count - s) for s in starts)
+    """How many inputs this process gets: whole batches, plus the last one if it is ours."""
+    starts = range(0, count, size)[group.rank :: group.world]
+    if not starts:
+        return 0
+    return (len(starts) - 1) * size + min(size, count - starts[-1])
 
 
 def _verify_crop(
@@ -1369,7 +1594,7 @@ def _verify_crop(
     torch: Any,
 ) -> None:
     """Compute the first input on the full image too, and require the same gradient."""
-    _, batch = next(source.batches(1, 0, 1))
+    _, batch = next(source.batches(1, 0, 1, None))
     x = (torch.from_numpy(batch) if isinstance(batch, np.ndarray) else batch)[:1]
     x = x.to(device=device, dtype=dtype)
     full = _contributions(fn, x, unit, mode, output_relu, layer, torch)[0]

@@ -25,7 +25,7 @@ import enum
 import functools
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,6 +41,7 @@ __all__ = [
     "SAMPLE_IMAGES",
     "ImageSet",
     "InputKind",
+    "NoiseNames",
     "Normalization",
     "available_sample_images",
     "folder_images",
@@ -199,6 +200,8 @@ def prepare_image(
         if image.dtype != np.uint8:
             raise RFMapError(f"image arrays must be uint8, got {image.dtype}")
         image = Image.fromarray(image)
+    if image.mode == "I" or image.mode.startswith("I;16"):
+        image = _eight_bit(image)
     picture = image.convert("RGB" if channels == 3 else "L")
     if picture.size != (width, height):
         picture = picture.resize((width, height), Image.Resampling.BICUBIC)
@@ -212,6 +215,18 @@ def prepare_image(
     return np.ascontiguousarray(array, dtype=np.float32)
 
 
+def _eight_bit(image: Any) -> Any:
+    """A 16-bit grey image (PIL mode ``I;16`` or ``I``) as 8-bit grey: ``round(v / 257)``.
+
+    PIL's own conversion clips such values at 255, which turns a 16-bit PNG white.
+    """
+    from PIL import Image
+
+    values = np.asarray(image, dtype=np.float64)
+    scaled = np.clip(np.round(values / 257.0), 0, 255)
+    return Image.fromarray(scaled.astype(np.uint8))
+
+
 def _normalization(value: Normalization | str) -> Normalization:
     try:
         return Normalization(value)
@@ -220,16 +235,56 @@ def _normalization(value: Normalization | str) -> Normalization:
         raise RFMapError(f"normalization must be one of {choices}, got {value!r}") from None
 
 
+class NoiseNames(Sequence[str]):
+    """The names ``noise-0``, ``noise-1``, ... of ``n`` noise inputs, made on demand.
+
+    A million noise inputs cost no memory until they are used.
+
+    >>> names = NoiseNames(3)
+    >>> len(names), names[-1], names[:2], names == ("noise-0", "noise-1", "noise-2")
+    (3, 'noise-2', ('noise-0', 'noise-1'), True)
+    """
+
+    __slots__ = ("_n",)
+
+    def __init__(self, n: int) -> None:
+        self._n = int(n)
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __getitem__(self, index: Any) -> Any:
+        if isinstance(index, slice):
+            return tuple(f"noise-{i}" for i in range(self._n)[index])
+        return f"noise-{range(self._n)[index]}"
+
+    def __iter__(self) -> Iterator[str]:
+        return (f"noise-{i}" for i in range(self._n))
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, NoiseNames):
+            return self._n == other._n
+        if isinstance(other, Sequence) and not isinstance(other, str):
+            return len(other) == self._n and all(a == b for a, b in zip(self, other, strict=True))
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(("NoiseNames", self._n))
+
+    def __repr__(self) -> str:
+        return f"NoiseNames({self._n})"
+
+
 @dataclass(frozen=True)
 class ImageSet:
     """A lazy set of model inputs of shape ``input_size`` (see the module docstring).
 
-    ``names`` holds one name per input: ``noise-<i>``, the sample image's name, or the
-    file's path relative to ``root``.
+    ``names`` holds one name per input: ``noise-<i>`` (a lazy :class:`NoiseNames`), the
+    sample image's name, or the file's path relative to ``root``.
     """
 
     kind: InputKind
-    names: tuple[str, ...]
+    names: Sequence[str]
     input_size: tuple[int, ...]
     seed: int = 0
     normalization: Normalization = Normalization.IMAGENET
@@ -276,6 +331,12 @@ def _open_image(path: Path) -> Any:
         raise RFMapError(f"cannot read image {str(path)!r}: {type(exc).__name__}: {exc}") from exc
 
 
+def _check_seed(seed: Any) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise RFMapError(f"the seed must be a non-negative integer, got {seed!r}")
+    return int(seed)
+
+
 def _choose(count: int, n: int | None, seed: int, what: str) -> list[int]:
     """All ``count`` indices, or ``n`` of them drawn at random with ``seed`` (in order)."""
     if n is None:
@@ -295,8 +356,7 @@ def noise_images(n: int, input_size: Sequence[int], seed: int = 0) -> ImageSet:
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
         raise RFMapError(f"the number of images must be a positive integer, got {n!r}")
     size = _check_input_size(input_size, images=False)
-    names = tuple(f"noise-{i}" for i in range(int(n)))
-    return ImageSet(InputKind.NOISE, names, size, int(seed))
+    return ImageSet(InputKind.NOISE, NoiseNames(int(n)), size, _check_seed(seed))
 
 
 def sample_images(
@@ -309,6 +369,7 @@ def sample_images(
 ) -> ImageSet:
     """The scikit-image sample images that load offline (or ``names``), ``n`` of them."""
     size = _check_input_size(input_size, images=True)
+    seed = _check_seed(seed)
     if names is None:
         pool = available_sample_images()
         if not pool:
@@ -322,7 +383,7 @@ def sample_images(
         InputKind.SAMPLE,
         tuple(pool[i] for i in chosen),
         size,
-        int(seed),
+        seed,
         _normalization(normalization),
     )
 
@@ -337,10 +398,9 @@ def folder_images(
 ) -> ImageSet:
     """The images under ``directory`` (all, or ``n`` drawn at random with ``seed``)."""
     size = _check_input_size(input_size, images=True)
+    seed = _check_seed(seed)
     root = Path(directory)
     files = list_image_files(root)
     chosen = _choose(len(files), n, seed, f"images are under {str(root)!r}")
     names = tuple(files[i].relative_to(root).as_posix() for i in chosen)
-    return ImageSet(
-        InputKind.FOLDER, names, size, int(seed), _normalization(normalization), str(root)
-    )
+    return ImageSet(InputKind.FOLDER, names, size, seed, _normalization(normalization), str(root))

@@ -248,12 +248,17 @@ class _Progress:
         self.label = label
         self.enabled = enabled
         self.started = time.perf_counter()
+        self.last = -1.0
         self.drawn = False
 
     def __call__(self, done: int, total: int | None) -> None:
         if not self.enabled:
             return
-        rate = done / max(time.perf_counter() - self.started, 1e-9)
+        now = time.perf_counter()
+        if now - self.last < 0.1 and done != total:  # at most ten redraws a second
+            return
+        self.last = now
+        rate = done / max(now - self.started, 1e-9)
         if total:
             filled = int(24 * done / total)
             bar = "#" * filled + "-" * (24 - filled)
@@ -302,6 +307,8 @@ def run_erf(args: argparse.Namespace) -> int:
         check_output_path(args.out, FIGURE_SUFFIXES)
     if args.save_map is not None:
         check_output_path(args.save_map, (".npz",))
+    if args.seed < 0:
+        raise CLIError(f"--seed must be a non-negative integer, got {args.seed}")
     if not 10 <= args.dpi <= 1200:
         raise CLIError(f"--dpi must be between 10 and 1200, got {args.dpi}")
     if args.out is not None and args.cmap is not None:

@@ -2,8 +2,10 @@
 
 :func:`plot_erf` draws one ERF as RepLKNet does (the ``log10(x + 1)`` map rescaled to
 [0, 1], yellow to green), with a crosshair on the centre and the unit's theoretical
-receptive field drawn as a dashed box; :func:`plot_erfs` draws several side by side on
-one colour scale, with one table of their metrics beneath.
+receptive field drawn as a dashed box (the field of its paths through no global
+operation, where one such as squeeze-excitation reads the whole input);
+:func:`plot_erfs` draws several side by side on one colour scale, with one table of
+their metrics beneath.
 """
 
 from __future__ import annotations
@@ -136,7 +138,7 @@ def plot_erf(
         shown = values if values.ndim == 2 else values[centre[0]]
         image = ax.imshow(shown, cmap=colours, vmin=0, vmax=1, interpolation="nearest")
         if box and result.theoretical is not None:
-            _draw_box(ax, result.theoretical.box[-2:])
+            _draw_box(ax, result.theoretical.field_box[-2:])
         if crosshair:
             ax.axhline(centre[-2], color=CROSS_COLOUR, lw=0.6, alpha=0.8)
             ax.axvline(centre[-1], color=CROSS_COLOUR, lw=0.6, alpha=0.8)
@@ -191,7 +193,7 @@ def _plot_1d(
     ax.fill_between(x, values, color="#1a9850", alpha=0.35, lw=0)
     ax.plot(x, values, color="#006837", lw=1.0)
     if box and result.theoretical is not None:
-        start, stop = result.theoretical.box[0]
+        start, stop = result.theoretical.field_box[0]
         ax.axvspan(start - 0.5, stop - 0.5, color=BOX_COLOUR, alpha=0.08, label="theoretical RF")
     if crosshair:
         ax.axvline(centre[0], color=CROSS_COLOUR, lw=0.6)
