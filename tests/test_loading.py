@@ -130,3 +130,10 @@ def test_import_errors_are_one_line(tmp_path):
     broken.write_text("raise RuntimeError('first line\\nsecond line')\n")
     with pytest.raises(ModelError, match=r"RuntimeError: first line$"):
         load_model(f"{broken}:f")
+
+
+def test_weights_that_are_not_a_checkpoint_say_so(tmp_path):
+    text = tmp_path / "notes.pth"
+    text.write_text("these are not weights\n")
+    with pytest.raises(ModelError, match=r"not a PyTorch checkpoint.*torch\.save"):
+        load_model("torch.nn:Identity", text)

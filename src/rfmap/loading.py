@@ -111,7 +111,10 @@ def _load_weights(torch: Any, model: Any, spec: str, path: Path) -> None:
                 "saved with torch.save(model)), which torch.load(weights_only=True) refuses; "
                 "save model.state_dict() instead"
             ) from exc
-        raise ModelError(f"cannot load weights {name!r}: {_why(exc)}") from exc
+        raise ModelError(
+            f"cannot load weights {name!r}: not a PyTorch checkpoint that torch.load reads "
+            f"({_why(exc)}); save one with torch.save(model.state_dict(), path)"
+        ) from exc
     if isinstance(state, dict):
         for key in _NESTED:
             if isinstance(state.get(key), dict):
