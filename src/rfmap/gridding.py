@@ -139,12 +139,10 @@ from .errors import MapTooLargeError
 from .paths import axis_counts, check_allocation
 from .specs import (
     ConvLayer,
+    DescribesSchedule,
     ScheduleEntry,
     conv_stack,
     format_schedule,
-    schedule_dilations,
-    schedule_kernel,
-    schedule_title,
 )
 
 if TYPE_CHECKING:
@@ -417,7 +415,7 @@ class _AxisMap:
 
 
 @dataclass(frozen=True)
-class GriddingReport:
+class GriddingReport(DescribesSchedule):
     """The exact gridding diagnosis of a stack; see the module docstring for every field.
 
     Build it with :func:`check` or :func:`check_layers`.  ``to_dict()`` is what
@@ -548,22 +546,6 @@ class GriddingReport:
         """Smallest non-zero count / largest count."""
         low, peak = self.min_nonzero_paths, self.max_paths
         return None if low is None or peak is None else float(Fraction(low, peak))
-
-    # -- description (as PathMap describes its schedule) -------------------------------
-    @property
-    def dilations(self) -> list[int | list[int]]:
-        """The schedule: one int per layer, or a per-axis list where the axes differ."""
-        return schedule_dilations(self.layers)
-
-    @property
-    def kernel(self) -> int | list[int | list[int]]:
-        """One kernel size when all layers and axes agree, else one per layer."""
-        return schedule_kernel(self.layers)
-
-    @property
-    def title(self) -> str:
-        """``'Dilation rates: (1, 2, 4)'``, as the maps are titled."""
-        return schedule_title(self.layers)
 
     def to_dict(self) -> dict[str, Any]:
         """The stable JSON contract described in the module docstring."""

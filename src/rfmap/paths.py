@@ -32,15 +32,13 @@ import numpy as np
 from .errors import InvalidSpecError, MapTooLargeError
 from .specs import (
     ConvLayer,
+    DescribesSchedule,
     ScheduleEntry,
     _as_list,
     conv_stack,
     format_schedule,
     output_sizes,
     receptive_field_size,
-    schedule_dilations,
-    schedule_kernel,
-    schedule_title,
 )
 
 if TYPE_CHECKING:
@@ -192,7 +190,7 @@ def _one_axis(layer: ConvLayer, axis: int) -> ConvLayer:
 
 
 @dataclass(frozen=True, eq=False)
-class PathMap:
+class PathMap(DescribesSchedule):
     """Exact path counts from every input position to one output unit of a conv stack.
 
     ``counts`` is an integer array (int64, or Python ints in an object array when a
@@ -214,21 +212,6 @@ class PathMap:
     def ndim(self) -> int:
         """Number of spatial axes."""
         return len(self.factors)
-
-    @property
-    def dilations(self) -> list[int | list[int]]:
-        """The schedule: one int per layer, or a per-axis list where the axes differ."""
-        return schedule_dilations(self.layers)
-
-    @property
-    def kernel(self) -> int | list[int | list[int]]:
-        """The kernel size: one int when all layers and axes agree, else one per layer."""
-        return schedule_kernel(self.layers)
-
-    @property
-    def title(self) -> str:
-        """The notebook's title, e.g. ``'Dilation rates: (1, 2, 4)'``."""
-        return schedule_title(self.layers)
 
     # -- exact metrics, from the 1D factors --------------------------------------------
     @cached_property

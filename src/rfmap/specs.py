@@ -26,6 +26,7 @@ from .errors import InvalidSpecError
 __all__ = [
     "PADDING_MODES",
     "ConvLayer",
+    "DescribesSchedule",
     "PaddingSpec",
     "conv_stack",
     "format_schedule",
@@ -285,6 +286,27 @@ def schedule_kernel(layers: Sequence[ConvLayer]) -> int | list[int | list[int]]:
 def schedule_title(layers: Sequence[ConvLayer]) -> str:
     """The notebook's title, e.g. ``'Dilation rates: (1, 2, 4)'``."""
     return "Dilation rates: " + format_schedule(layers)
+
+
+class DescribesSchedule:
+    """Mixin for results that hold ``layers``: the schedule's dilations, kernel and title."""
+
+    layers: tuple[ConvLayer, ...]
+
+    @property
+    def dilations(self) -> list[int | list[int]]:
+        """The schedule: one int per layer, or a per-axis list where the axes differ."""
+        return schedule_dilations(self.layers)
+
+    @property
+    def kernel(self) -> int | list[int | list[int]]:
+        """One kernel size when all layers and axes agree, else one per layer."""
+        return schedule_kernel(self.layers)
+
+    @property
+    def title(self) -> str:
+        """The notebook's title, e.g. ``'Dilation rates: (1, 2, 4)'``."""
+        return schedule_title(self.layers)
 
 
 def _format_entry(values: tuple[int, ...]) -> str:
