@@ -17,6 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from rfmap import receptive
 from rfmap.errors import InvalidSpecError
 from rfmap.paths import axis_counts, stack_path_map
 from rfmap.receptive import (
@@ -277,8 +278,12 @@ def dags(draw):
         sources = draw(st.lists(st.integers(0, i - 1), min_size=1, max_size=2, unique=True))
         edges = []
         for src in sources:
-            if draw(st.integers(0, 9)) == 0:
+            kind = draw(st.integers(0, 9))
+            if kind == 0:
                 window = Whole(extents[src])
+            elif kind == 1:
+                # the identity (norms, activations): a node then shares its source's paths
+                window = Conv(1, 1, draw(st.integers(1, 2)), 0)
             else:
                 window = Conv(
                     draw(st.integers(1, 4)),
@@ -354,6 +359,29 @@ def test_dag_algebra_matches_brute_force(graph):
 
 def analysed_box(graph, name, unit, clip):
     return graph_rf(graph, name).input_box((unit,), clip=clip)[0]
+
+
+@pytest.mark.parametrize("tap_loop", [0, receptive._TAP_LOOP])
+@settings(max_examples=100, deadline=None)
+@given(graph=dags())
+def test_clipped_bounds_match_brute_force(graph, tap_loop):
+    # The first and last real input position read by every unit of every node (what a
+    # global axis reports), tap by tap or all taps at once, against the explicit sets.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(receptive, "_TAP_LOOP", tap_loop)
+        analysis = receptive._Analysis(graph)
+        bounds = {name: analysis.clipped(name, 0) for name in graph.nodes}
+    for name, node in graph.nodes.items():
+        lo, hi = bounds[name]
+        assert len(lo) == len(hi) == node.extents[0]
+        for u in range(node.extents[0]):
+            read = set().union(*(p for _, p in _path_sets(graph, name, u, clip=True)))
+            if name == graph.input:
+                read = {u}
+            if read:
+                assert (lo[u], hi[u]) == (min(read), max(read)), (name, u)
+            else:
+                assert lo[u] > hi[u], (name, u)
 
 
 def test_misaligned_branches_by_hand():

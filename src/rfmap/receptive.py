@@ -73,6 +73,8 @@ Jump = Union[int, Fraction]  # noqa: UP007 (a runtime alias on Python 3.10)
 _EMPTY = np.zeros(0, dtype=np.int64)
 #: Marks an empty window in :meth:`Window.bounds` (``lo = _NONE``, ``hi = -_NONE``).
 _NONE = 2**62
+#: Largest kernel whose clipped bounds are taken one tap at a time (else all at once).
+_TAP_LOOP = 64
 
 
 class PadMode(str, enum.Enum):
@@ -666,6 +668,8 @@ def _merge(into: dict[Jump, list[int]], jump: Jump, b: list[int]) -> None:
 
 
 def _through(paths: _AxisPaths, window: Window) -> _AxisPaths:
+    if type(window) is Conv and window.kernel == window.stride == 1 and window.offset == 0:
+        return paths  # the identity (activations, norms, 1x1 convolutions): unchanged
     whole = paths.whole or isinstance(window, Whole)
     scale = window.scale
     if isinstance(scale, int):
@@ -815,6 +819,7 @@ class _Analysis:
         self.graph = graph
         self.paths: dict[str, tuple[_AxisPaths, ...]] = {}
         self._clipped: dict[int, dict[str, tuple[np.ndarray, np.ndarray]]] = {}
+        self._rows: dict[tuple[int, ...], tuple[Any, ...]] = {}
         self.exact: dict[str, bool] = {}
         for node in graph.nodes.values():
             if node.name == graph.input:
@@ -826,6 +831,12 @@ class _Analysis:
                 continue
             axes = []
             for axis in range(graph.ndim):
+                if len(node.edges) == 1:
+                    # shared with the source when the window is the identity (never
+                    # changed in place: merges always go into a new dict)
+                    edge = node.edges[0]
+                    axes.append(_through(self.paths[edge.source][axis], edge.windows[axis]))
+                    continue
                 classes: dict[Jump, list[int]] | None = {}
                 jumps: set[Jump] = set()
                 whole = False
@@ -876,25 +887,24 @@ class _Analysis:
         self, node: Node, axis: int, memo: dict[str, tuple[np.ndarray, np.ndarray]]
     ) -> tuple[np.ndarray, np.ndarray]:
         n = node.extents[axis]
-        units = np.arange(n, dtype=np.int64)
         if node.name == self.graph.input:
+            units = np.arange(n, dtype=np.int64)
             return units, units.copy()
-        lo = np.full(n, _NONE, dtype=np.int64)
-        hi = np.full(n, -_NONE, dtype=np.int64)
-        for i, edge in enumerate(node.edges):
-            e_lo, e_hi = self._clip_edge(edge.windows[axis], units, *memo[edge.source])
-            if i == 0:
-                lo, hi = e_lo, e_hi  # maybe the source's own arrays: never changed in place
-            else:
-                lo, hi = np.minimum(lo, e_lo), np.maximum(hi, e_hi)
+        if not node.edges:
+            return np.full(n, _NONE, dtype=np.int64), np.full(n, -_NONE, dtype=np.int64)
+        lo, hi = self._clip_edge(node.edges[0].windows[axis], n, *memo[node.edges[0].source])
+        # lo, hi may be the source's own arrays: never changed in place
+        for edge in node.edges[1:]:
+            e_lo, e_hi = self._clip_edge(edge.windows[axis], n, *memo[edge.source])
+            lo, hi = np.minimum(lo, e_lo), np.maximum(hi, e_hi)
         return lo, hi
 
     @staticmethod
     def _clip_edge(
-        window: Window, units: np.ndarray, src_lo: np.ndarray, src_hi: np.ndarray
+        window: Window, n: int, src_lo: np.ndarray, src_hi: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
-        """The extremes of what each of ``units`` reads through ``window``."""
-        n, size = len(units), len(src_lo)
+        """The extremes of what each of the ``n`` units reads through ``window``."""
+        size = len(src_lo)
         if isinstance(window, Whole):
             return (
                 np.full(n, src_lo.min(initial=_NONE), dtype=np.int64),
@@ -903,7 +913,22 @@ class _Analysis:
         if isinstance(window, Conv):
             if window.affine() == (1, 1, 1, 0) and size == n:
                 return src_lo, src_hi  # the identity (activations, norms, additions...)
+            k, stride, d, offset = window.affine()
+            if window.pad_mode is PadMode.ZEROS and stride > 0 and k <= _TAP_LOOP:
+                # one strided slice per tap: the units whose tap falls inside the source
+                lo = np.full(n, _NONE, dtype=np.int64)
+                hi = np.full(n, -_NONE, dtype=np.int64)
+                for t in range(k):
+                    base = offset + t * d  # unit u reads u*stride + base
+                    u0 = max(0, -(base // stride))
+                    u1 = min(n, (size - 1 - base) // stride + 1)
+                    if u1 > u0:
+                        read = slice(u0 * stride + base, (u1 - 1) * stride + base + 1, stride)
+                        np.minimum(lo[u0:u1], src_lo[read], out=lo[u0:u1])
+                        np.maximum(hi[u0:u1], src_hi[read], out=hi[u0:u1])
+                return lo, hi
             # all units at once, one column per tap
+            units = np.arange(n, dtype=np.int64)
             taps = units[:, None] * window.stride + window.offset
             taps = taps + np.arange(window.kernel, dtype=np.int64) * window.dilation
             if window.pad_mode is PadMode.ZEROS:
@@ -915,6 +940,7 @@ class _Analysis:
                 )
             taps = _fold(taps.ravel(), size, window.pad_mode).reshape(taps.shape)
             return src_lo[taps].min(axis=1), src_hi[taps].max(axis=1)
+        units = np.arange(n, dtype=np.int64)
         lo = np.full(n, _NONE, dtype=np.int64)
         hi = np.full(n, -_NONE, dtype=np.int64)
         which, found = window.pairs(units)
@@ -923,9 +949,78 @@ class _Analysis:
         np.maximum.at(hi, which, src_hi[found])
         return lo, hi
 
+    @staticmethod
+    def _local_axis(p: _AxisPaths, n: int) -> tuple[Any, ...]:
+        """The row quantities of one axis with path classes, over ``n`` units:
+        ``(stride, rf, start, local_rf, local_start, min_rf, max_rf, misaligned)``."""
+        classes = p.classes
+        assert classes
+        local = sorted((j for j in p.jumps if j != 0), reverse=True)
+        first = _unclipped_box(classes, 0)
+        last = _unclipped_box(classes, n - 1)
+        rf = max(first[1] - first[0], last[1] - last[0])
+        start = first[0]
+        # the path quantities are those of the local paths (not through a
+        # global op): on an unbounded input they do not depend on its size
+        nonglobal = classes
+        if 0 in nonglobal:
+            nonglobal = {j: b for j, b in classes.items() if j != 0}
+        local_rf: int | None
+        local_start: int | None
+        if nonglobal is classes:
+            local_rf, local_start = rf, start
+        elif nonglobal:
+            a, b = _unclipped_box(nonglobal, 0)
+            c, d = _unclipped_box(nonglobal, n - 1)
+            local_rf, local_start = max(b - a, d - c), a
+        else:
+            local_rf = local_start = None
+        widths = nonglobal.values()
+        return (
+            local[0] if local else 0,
+            rf,
+            start,
+            local_rf,
+            local_start,
+            min(b[_WMIN] for b in widths) + 1 if nonglobal else None,
+            max(b[_WMAX] for b in widths) + 1 if nonglobal else None,
+            len(nonglobal) > 1 or any(b[_CMIN] != b[_CMAX] for b in widths),
+        )
+
     def row(self, name: str) -> LayerRF:
         node = self.graph.nodes[name]
         paths = self.paths[name]
+        # Nodes with the same paths (a convolution, its norm, its activation...) on the
+        # same grid have the same row, but for a global axis (read per node).
+        key = (*map(id, paths), *node.extents)
+        fields = self._rows.get(key)
+        if fields is None:
+            fields = self._fields(name, node, paths)
+            if all(p.classes and not p.whole for p in paths):
+                self._rows[key] = fields
+        rf, stride, start, min_rf, max_rf, aligned, whole, hull, local_rf, local_start = fields
+        return LayerRF(
+            name=name,
+            op=node.op,
+            shape=node.shape,
+            receptive_field=rf,
+            stride=stride,
+            start=start,
+            min_receptive_field=min_rf,
+            max_path_receptive_field=max_rf,
+            aligned=aligned,
+            global_axes=whole,
+            exact=self.exact[name],
+            measured=node.measured,
+            unbounded_receptive_field=hull,
+            local_receptive_field=local_rf,
+            local_start=local_start,
+        )
+
+    def _fields(self, name: str, node: Node, paths: tuple[_AxisPaths, ...]) -> tuple[Any, ...]:
+        """The per-axis fields of the row of ``name``: ``(receptive_field, stride, start,
+        min_receptive_field, max_path_receptive_field, aligned, global_axes,
+        unbounded_receptive_field, local_receptive_field, local_start)``."""
         rf: list[int] = []
         start: list[int] = []
         stride: list[Jump] = []
@@ -937,9 +1032,9 @@ class _Analysis:
         aligned: bool | None = True
         for axis, p in enumerate(paths):
             n = node.extents[axis]
-            local = sorted((j for j in p.jumps if j != 0), reverse=True)
-            stride.append(local[0] if local else 0)
             if not p.classes:
+                local = sorted((j for j in p.jumps if j != 0), reverse=True)
+                stride.append(local[0] if local else 0)
                 lo, hi = unit_bounds(self.graph, name, axis, np.arange(n, dtype=np.int64))
                 spans = np.where(lo <= hi, hi - lo + 1, 0)
                 rf.append(int(spans.max()))
@@ -949,33 +1044,16 @@ class _Analysis:
                 min_rf = max_rf = None
                 aligned = None
             else:
-                first = _unclipped_box(p.classes, 0)
-                last = _unclipped_box(p.classes, n - 1)
-                rf.append(max(first[1] - first[0], last[1] - last[0]))
-                start.append(first[0])
-                # the path quantities are those of the local paths (not through a
-                # global op): on an unbounded input they do not depend on its size
-                nonglobal = p.classes
-                if 0 in nonglobal:
-                    nonglobal = {j: b for j, b in p.classes.items() if j != 0}
-                if nonglobal is p.classes:
-                    local_rf.append(rf[-1])
-                    local_start.append(start[-1])
-                elif nonglobal:
-                    a, b = _unclipped_box(nonglobal, 0)
-                    c, d = _unclipped_box(nonglobal, n - 1)
-                    local_rf.append(max(b - a, d - c))
-                    local_start.append(a)
-                else:
-                    local_rf.append(None)
-                    local_start.append(None)
+                jump, size, first, lrf, lstart, low, high, misaligned = self._local_axis(p, n)
+                stride.append(jump)
+                rf.append(size)
+                start.append(first)
+                local_rf.append(lrf)
+                local_start.append(lstart)
                 if min_rf is not None and max_rf is not None:
-                    widths = nonglobal.values()
-                    min_rf.append(min(b[_WMIN] for b in widths) + 1 if nonglobal else None)
-                    max_rf.append(max(b[_WMAX] for b in widths) + 1 if nonglobal else None)
-                if aligned is not None and (
-                    len(nonglobal) > 1 or any(b[_CMIN] != b[_CMAX] for b in nonglobal.values())
-                ):
+                    min_rf.append(low)
+                    max_rf.append(high)
+                if aligned is not None and misaligned:
                     aligned = False
             hull.append(rf[-1])
             if p.whole:
@@ -984,22 +1062,17 @@ class _Analysis:
                 read = lo <= hi
                 rf[-1] = int((hi - lo + 1)[read].max()) if read.any() else 0
                 start[-1] = int(lo[0]) if read[0] else 0
-        return LayerRF(
-            name=name,
-            op=node.op,
-            shape=node.shape,
-            receptive_field=tuple(rf),
-            stride=tuple(stride),
-            start=tuple(start),
-            min_receptive_field=None if min_rf is None else tuple(min_rf),
-            max_path_receptive_field=None if max_rf is None else tuple(max_rf),
-            aligned=aligned,
-            global_axes=tuple(p.whole for p in paths),
-            exact=self.exact[name],
-            measured=node.measured,
-            unbounded_receptive_field=tuple(hull),
-            local_receptive_field=tuple(local_rf),
-            local_start=tuple(local_start),
+        return (
+            tuple(rf),
+            tuple(stride),
+            tuple(start),
+            None if min_rf is None else tuple(min_rf),
+            None if max_rf is None else tuple(max_rf),
+            aligned,
+            tuple(p.whole for p in paths),
+            tuple(hull),
+            tuple(local_rf),
+            tuple(local_start),
         )
 
 

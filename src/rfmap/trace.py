@@ -26,6 +26,7 @@ import contextlib
 import copy
 import difflib
 import enum
+import functools
 import gc
 import inspect
 import math
@@ -114,6 +115,21 @@ _IDENTITY_MODULES = _words(
     FeatureAlphaDropout Identity ChannelShuffle Softmax2d
     """
 )
+
+
+@functools.cache
+def _module_classes() -> tuple[tuple[type, ...], tuple[type, ...]]:
+    """``(activations, identities)``: the torch.nn modules that act element-wise."""
+    nn = require_torch().nn
+    activations = tuple(
+        getattr(nn, n)
+        for n in dir(nn.modules.activation)
+        if isinstance(getattr(nn, n, None), type)
+        and issubclass(getattr(nn, n), nn.Module)
+        and n not in ("MultiheadAttention", "Softmax", "LogSoftmax", "Softmin", "GLU", "Module")
+    )
+    identities = tuple(getattr(nn, n) for n in sorted(_IDENTITY_MODULES) if hasattr(nn, n))
+    return activations, identities
 
 
 class Method(str, enum.Enum):
@@ -232,14 +248,17 @@ def _reshape(layout: Layout, old: Sequence[int], new: Sequence[int]) -> Layout:
 # -- the op rules -----------------------------------------------------------------------
 
 
+_PAD_MODES = {
+    "zeros": PadMode.ZEROS,
+    "constant": PadMode.ZEROS,
+    "reflect": PadMode.REFLECT,
+    "replicate": PadMode.REPLICATE,
+    "circular": PadMode.CIRCULAR,
+}
+
+
 def _pad_mode(mode: str) -> PadMode:
-    return {
-        "zeros": PadMode.ZEROS,
-        "constant": PadMode.ZEROS,
-        "reflect": PadMode.REFLECT,
-        "replicate": PadMode.REPLICATE,
-        "circular": PadMode.CIRCULAR,
-    }.get(mode, PadMode.ZEROS)
+    return _PAD_MODES.get(mode, PadMode.ZEROS)
 
 
 def _conv_windows(
@@ -283,15 +302,18 @@ class _Builder:
         edges: Sequence[tuple[_T, Sequence[Window]]],
         shape: Sequence[int] | None,
         measured: bool = False,
+        extents: tuple[int, ...] | None = None,
     ) -> _T:
-        extents = _extents(layout, self.ndim)
+        """Add a node; ``extents`` are those of ``layout`` (computed when not given)."""
+        if extents is None:
+            extents = _extents(layout, self.ndim)
         self.nodes.append(
             Node(
                 name,
                 op,
                 extents,
                 tuple(Edge(t.node, tuple(w)) for t, w in edges),
-                None if shape is None else tuple(int(s) for s in shape),
+                None if shape is None else tuple(map(int, shape)),
                 measured,
             )
         )
@@ -316,6 +338,17 @@ class _Builder:
 def _is_tensor(value: Any) -> bool:
     torch = require_torch()
     return isinstance(value, torch.Tensor)
+
+
+def _depends(states: Any) -> bool:
+    """Whether ``states`` holds a tensor that depends on the input: ``bool(_deps(states))``."""
+    if isinstance(states, _T):
+        return True
+    if isinstance(states, dict):
+        states = states.values()
+    elif not isinstance(states, (list, tuple)):
+        return False
+    return any(_depends(s) for s in states)
 
 
 def _deps(states: Any) -> list[_T]:
@@ -348,15 +381,12 @@ class _Rules:
         nn = torch.nn
         self.nn = nn
         self.elementwise_ops = _ELEMENTWISE
-        self.activation_modules = tuple(
-            getattr(nn, n)
-            for n in dir(nn.modules.activation)
-            if isinstance(getattr(nn, n, None), type)
-            and issubclass(getattr(nn, n), nn.Module)
-            and n not in ("MultiheadAttention", "Softmax", "LogSoftmax", "Softmin", "GLU", "Module")
-        )
-        norm_names = sorted(_IDENTITY_MODULES)
-        self.identity_modules = tuple(getattr(nn, n) for n in norm_names if hasattr(nn, n))
+        self.activation_modules, self.identity_modules = _module_classes()
+        #: The exact classes that :meth:`module` reads as element-wise ops.
+        self.elementwise_types = frozenset((*self.identity_modules, *self.activation_modules))
+        #: The module of each call_module node, as the interpreter fetched it.
+        self.modules: dict[str, Any] = {}
+        self.conv_windows: dict[tuple[Any, ...], list[Window]] = {}
 
     # -- entry point -------------------------------------------------------------------
     def apply(
@@ -368,10 +398,12 @@ class _Rules:
         kwstates: Any,
         value: Any,
     ) -> Any:
-        if not _deps((states, kwstates)):
+        if not _depends((states, kwstates)):
             return None
         if node.op == "call_module":
-            module = self.root.get_submodule(node.target)
+            module = self.modules.get(node.target)
+            if module is None:
+                module = self.root.get_submodule(node.target)
             return self.module(node, module, args, kwargs, states, value)
         if node.op == "call_function":
             target = node.target
@@ -391,11 +423,20 @@ class _Rules:
         name = node.name
         op = type(m).__name__
         x = _need(states[0] if states else None, op)
+        if type(m) in self.elementwise_types:
+            # norms, activations, dropout: what the last branch below does (none of
+            # these classes is caught by an earlier one, which a test checks)
+            return self.elementwise(name, op, states, value)
         if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
             nd = m.weight.dim() - 2
-            windows = _conv_windows(
-                nd, m.kernel_size, m.stride, m.padding, m.dilation, _pad_mode(m.padding_mode)
-            )
+            geometry = (nd, m.kernel_size, m.stride, m.padding, m.dilation, m.padding_mode)
+            try:  # convolutions of one geometry share their (immutable) windows
+                windows = self.conv_windows[geometry]
+            except KeyError:
+                windows = _conv_windows(*geometry[:-1], _pad_mode(m.padding_mode))
+                self.conv_windows[geometry] = windows
+            except TypeError:  # an unhashable attribute (a list set by hand)
+                windows = _conv_windows(*geometry[:-1], _pad_mode(m.padding_mode))
             return self.spatial(name, op, x, value, nd, windows)
         if isinstance(m, (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)):
             nd = m.weight.dim() - 2
@@ -880,6 +921,17 @@ class _Rules:
             return None
         shape = tuple(out.shape)
         inputs = [s for s in _flat(states) if isinstance(s, _T)]
+        if (
+            inputs
+            and (len(inputs) == 1 or all(s.layout == inputs[0].layout for s in inputs[1:]))
+            and _keeps_layout(inputs[0].layout, shape)
+        ):
+            # inputs of the same layout and shape (norms, activations, residual
+            # additions): what merged() gives, without placing every dim
+            layout = inputs[0].layout
+            extents = _extents(layout, self.b.ndim)
+            edges = [(s, self.b.same_grid(s, extents)) for s in _unique(inputs)]
+            return _wrap(value, self.b.add(name, op, layout, edges, shape, extents=extents))
         placed = []
         for s in inputs:
             lead = len(shape) - len(s.layout)
@@ -1194,6 +1246,23 @@ def _unique(states: Sequence[_T]) -> list[_T]:
     return list(seen.values())
 
 
+def _keeps_layout(layout: Layout, shape: tuple[int, ...]) -> bool:
+    """Whether an element-wise op of output ``shape`` on inputs of ``layout`` keeps it.
+
+    True when every dim has the size of its atoms and is a spatial dim or a single
+    non-spatial atom: the layout that :meth:`_Rules.merged` builds from such inputs.
+    """
+    if len(layout) != len(shape):
+        return False
+    for atoms, n in zip(layout, shape, strict=True):
+        if len(atoms) == 1:
+            if atoms[0][1] != n:
+                return False
+        elif not _axes_of(atoms) or _layout_size(atoms) != n:
+            return False
+    return True
+
+
 def _layout_size(atoms: tuple[Atom, ...]) -> int:
     return math.prod(n for _, n in atoms)
 
@@ -1237,10 +1306,15 @@ def _gc_paused() -> Iterator[None]:
 
 @contextlib.contextmanager
 def _eval_mode(model: Any) -> Iterator[None]:
-    """Run ``model`` in eval mode and restore every module's own mode afterwards."""
+    """Run ``model`` in eval mode and restore every module's own mode afterwards.
+
+    A model whose modules are all in eval mode already is left as it is (``eval()``
+    would only set the same flags again, as the restoring does, module by module).
+    """
     modes = [(m, m.training) for m in model.modules()]
     try:
-        model.eval()
+        if any(mode for _, mode in modes):
+            model.eval()
         yield
     finally:
         for m, mode in modes:
@@ -1259,9 +1333,33 @@ def _trace(model: Any) -> tuple[Any, Any, list[str]]:
     fx = torch.fx
     opaque: list[str] = []
 
+    plain = frozenset({int, float, bool, str, type(None)})
+    module_type = torch.nn.Module
+
     class Tracer(fx.Tracer):  # type: ignore[name-defined]
         def is_leaf_module(self, m: Any, qualname: str) -> bool:
             return qualname in opaque or bool(super().is_leaf_module(m, qualname))
+
+        def create_arg(self, a: Any) -> Any:
+            # what fx.Tracer.create_arg does for these exact types, without its chain
+            # of isinstance checks (most arguments are proxies, tuples and empty kwargs)
+            kind = type(a)
+            if kind is fx.Proxy:
+                return a.node
+            if kind in plain:
+                return a
+            if kind is tuple:
+                return tuple(self.create_arg(item) for item in a)
+            if kind is dict and not a:
+                return {}
+            return super().create_arg(a)
+
+        def getattr(self, attr: str, attr_val: Any, parameter_proxy_cache: Any) -> Any:
+            # fx.Tracer.getattr proxies parameters and tensors and returns anything
+            # else as is: submodules, mostly
+            if attr_val is None or isinstance(attr_val, module_type):
+                return attr_val
+            return super().getattr(attr, attr_val, parameter_proxy_cache)
 
     last: Exception | None = None
     root = copy.copy(model)
@@ -1349,7 +1447,14 @@ def trace_model(
     if not isinstance(model, torch.nn.Module):
         raise ModelError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     lazy = torch.nn.parameter.is_lazy
-    if any(lazy(t) for t in (*model.parameters(), *model.buffers())):
+    # the parameters and buffers of every module (what parameters() and buffers() list,
+    # without their generators)
+    if any(
+        lazy(t)
+        for m in model.modules()
+        for own in (m._parameters, m._buffers)
+        for t in own.values()
+    ):
         model = copy.deepcopy(model)  # running it would initialise the user's lazy modules
     with _eval_mode(model):
         try:
@@ -1387,12 +1492,21 @@ def _leaf_shape(m: Any, args: Any, kwargs: Any) -> tuple[int, ...] | None:
         m.weight, nn.parameter.UninitializedParameter
     ):
         nd = m.weight.dim() - 2
-        if len(shape) not in (nd + 1, nd + 2) or shape[-nd - 1] != m.in_channels:
+        if (
+            len(shape) not in (nd + 1, nd + 2)
+            or shape[-nd - 1] != m.in_channels
+            or m.padding_mode != "zeros"  # reflect/circular: F.pad checks the size
+            or tuple(m.weight.shape) != (m.out_channels, m.in_channels // m.groups, *m.kernel_size)
+            or (m.bias is not None and tuple(m.bias.shape) != (m.out_channels,))
+            or min(*m.stride, *m.dilation) < 1
+        ):
             return None
         if m.padding == "same":
             out = shape[-nd:]
         else:
             pad = (0,) * nd if m.padding == "valid" else axis_ints(m.padding, nd)
+            if min(pad) < 0:
+                return None
             out = tuple(
                 (n + 2 * p - d * (k - 1) - 1) // s + 1
                 for n, k, s, p, d in zip(
@@ -1406,20 +1520,51 @@ def _leaf_shape(m: Any, args: Any, kwargs: Any) -> tuple[int, ...] | None:
         if getattr(m, "return_indices", False):
             return None
         nd = int(type(m).__name__[-2])
-        if len(shape) not in (nd + 1, nd + 2):
+        if len(shape) not in (nd + 1, nd + 2) or min(shape[-nd - 1 :]) < 1:
             return None
         k, s = axis_ints(m.kernel_size, nd), axis_ints(m.stride, nd, m.kernel_size)
         p = axis_ints(m.padding, nd)
         d = axis_ints(getattr(m, "dilation", 1), nd)
-        if any(pp > kk // 2 for pp, kk in zip(p, k, strict=True)):
+        if min(*k, *s, *d) < 1 or any(pp < 0 or pp > kk // 2 for pp, kk in zip(p, k, strict=True)):
             return None
+        if isinstance(m, nn.AvgPool3d) and any(n < kk for n, kk in zip(shape[-3:], k, strict=True)):
+            return None  # PyTorch's avg_pool3d wants the unpadded input to fit the kernel
         out = tuple(
             _pool_size(n, kk, ss, pp, dd, m.ceil_mode)
             for n, kk, ss, pp, dd in zip(shape[-nd:], k, s, p, d, strict=True)
         )
         channels = shape[-nd - 1]
+    elif isinstance(
+        m,
+        (
+            nn.AdaptiveAvgPool1d,
+            nn.AdaptiveAvgPool2d,
+            nn.AdaptiveAvgPool3d,
+            nn.AdaptiveMaxPool1d,
+            nn.AdaptiveMaxPool2d,
+            nn.AdaptiveMaxPool3d,
+        ),
+    ):
+        if getattr(m, "return_indices", False):
+            return None
+        nd = int(type(m).__name__[-2])
+        size = m.output_size
+        out = (size,) * nd if type(size) is int else tuple(size)
+        if (
+            len(shape) not in (nd + 1, nd + 2)
+            or min(shape[-nd - 1 :]) < 1
+            or len(out) != nd
+            or any(type(n) is not int for n in out)  # None: the input's size
+        ):
+            return None
+        channels = shape[-nd - 1]
     elif isinstance(m, nn.Linear) and not isinstance(m.weight, nn.parameter.UninitializedParameter):
-        if not shape or shape[-1] != m.in_features:
+        if (
+            not shape
+            or shape[-1] != m.in_features
+            or tuple(m.weight.shape) != (m.out_features, m.in_features)
+            or (m.bias is not None and tuple(m.bias.shape) != (m.out_features,))
+        ):
             return None
         return (*shape[:-1], m.out_features)
     else:
@@ -1495,16 +1640,29 @@ def _run(
     memo: dict[int, Any] = {}
     meta_modules: dict[str, Any] = {}
     same_shape = (*rules.identity_modules, *rules.activation_modules)
+    same_types = rules.elementwise_types  # the same classes: a faster test first
+
+    map_arg = torch.fx.node.map_arg
+    fetched = rules.modules  # each call_module node's module, fetched once
 
     class Interp(torch.fx.Interpreter):  # type: ignore[name-defined]
         """On meta tensors: leaf modules run as meta copies (no data is copied), and
         modules that keep the shape (norms, activations, dropout) are skipped."""
 
         def call_module(self, target: Any, args: Any, kwargs: Any) -> Any:
+            # the tracer named the module after named_modules(), as the interpreter's
+            # submodules are: the very module traced (fetch_attr walks the same path)
+            module = self.submodules.get(target)
+            if module is None:
+                module = self.fetch_attr(target)
+            fetched[target] = module
             if not on_meta:
-                return super().call_module(target, args, kwargs)
-            module = self.fetch_attr(target)
-            if isinstance(module, same_shape) and len(args) == 1 and not kwargs:
+                return module(*args, **kwargs)
+            if (
+                (type(module) in same_types or isinstance(module, same_shape))
+                and len(args) == 1
+                and not kwargs
+            ):
                 return args[0]
             shape = _leaf_shape(module, args, kwargs) if len(args) == 1 else None
             if shape is not None:
@@ -1522,7 +1680,11 @@ def _run(
                         args[0], torch.Tensor
                     ):
                         return args[0]
-                    shape = torch.broadcast_shapes(*(t.shape for t in tensors))
+                    shapes = [t.shape for t in tensors]
+                    if all(s == shapes[0] for s in shapes):
+                        shape = shapes[0]  # what broadcast_shapes gives, without its checks
+                    else:
+                        shape = torch.broadcast_shapes(*shapes)
                     dtype = torch.result_type(*args)
                     return torch.empty(shape, dtype=dtype, device="meta")
             return super().call_function(target, args, kwargs)
@@ -1532,23 +1694,21 @@ def _run(
             return _to_meta(value, memo) if on_meta else value
 
         def run_node(self, n: Any) -> Any:
-            if n.op in ("placeholder", "get_attr", "output"):
+            op = n.op
+            if op in ("placeholder", "get_attr", "output"):
                 value = super().run_node(n)
-            else:
-                args, kwargs = self.fetch_args_kwargs_from_env(n)
-                value = getattr(self, n.op)(n.target, args, kwargs)
-            if n.op == "placeholder":
-                if n is placeholders[0]:
+                if op == "placeholder" and n is placeholders[0]:
                     layout = _plain(value.shape, [None, None, *range(ndim)])
                     states[n] = builder.add(n.name, "input", layout, [], tuple(value.shape))
                 else:
                     states[n] = None
                 return value
-            if n.op in ("get_attr", "output"):
-                states[n] = None
-                return value
-            args_states = torch.fx.node.map_arg(n.args, lambda a: states.get(a))
-            kw_states = torch.fx.node.map_arg(n.kwargs, lambda a: states.get(a))
+            env = self.env.__getitem__  # the graph is in topological order
+            args = map_arg(n.args, env)
+            kwargs = map_arg(n.kwargs, env) if n.kwargs else {}
+            value = getattr(self, op)(n.target, args, kwargs)
+            args_states = map_arg(n.args, states.get)
+            kw_states = map_arg(n.kwargs, states.get) if n.kwargs else {}
             try:
                 state = rules.apply(n, args, kwargs, args_states, kw_states, value)
             except _Unsupported as exc:
@@ -1556,14 +1716,14 @@ def _run(
                     n, args, kwargs, args_states, kw_states, value, builder, exc, method, gm, opaque
                 )
             states[n] = state
-            for key in n.meta.get("nn_module_stack", {}).values():
-                qualname = key[0] if isinstance(key, tuple) else key
-                if isinstance(state, _T):
-                    module_nodes[qualname] = state.node
-            if n.op == "call_module" and isinstance(state, _T):
-                module_nodes[n.target] = state.node
-            if isinstance(state, _T) and state.node != n.name:
-                aliases[n.name] = state.node
+            if isinstance(state, _T):
+                node = state.node
+                for key in n.meta.get("nn_module_stack", {}).values():
+                    module_nodes[key[0] if isinstance(key, tuple) else key] = node
+                if op == "call_module":
+                    module_nodes[n.target] = node
+                if node != n.name:
+                    aliases[n.name] = node
             elif isinstance(state, tuple) and state and isinstance(state[0], _T):
                 aliases[n.name] = state[0].node
             return value
