@@ -34,15 +34,9 @@ SCHEDULES = [
     ("kernel 12 (counts > 2^53)", [1, 2, 3, 4, 5, 6, 7, 8], 12),
 ]
 
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+# The browser flags this machine needs live in one place, beside the browser tests.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from browser_fixtures import CHROMIUM_ARGS  # noqa: E402
 
 # The dense baseline: no separability, one 2D array per layer, same painting as the page.
 DENSE_JS = """
