@@ -14,6 +14,7 @@ __all__ = [
     "CLIError",
     "OneLineParser",
     "add_schedule_arguments",
+    "check_dpi",
     "layers_from_args",
     "parse_unit",
     "print_json",
@@ -128,6 +129,12 @@ def parse_size(text: str | None, name: str = "size") -> tuple[int, ...] | None:
     if text is None or text.strip().lower() in ("none", "inf", "unbounded"):
         return None
     return tuple(parse_int_list(text, name))
+
+
+def check_dpi(args: argparse.Namespace) -> None:
+    """Refuse a figure resolution outside 10..1200 dpi (``--dpi``)."""
+    if not 10 <= args.dpi <= 1200:
+        raise CLIError(f"--dpi must be between 10 and 1200, got {args.dpi}")
 
 
 def print_json(obj: Any) -> None:

@@ -8,7 +8,7 @@ import time
 import warnings
 from typing import Any
 
-from ._common import CLIError, parse_unit, print_json
+from ._common import CLIError, check_dpi, parse_unit, print_json
 
 __all__ = ["format_results", "register"]
 
@@ -309,8 +309,7 @@ def run_erf(args: argparse.Namespace) -> int:
         check_output_path(args.save_map, (".npz",))
     if args.seed < 0:
         raise CLIError(f"--seed must be a non-negative integer, got {args.seed}")
-    if not 10 <= args.dpi <= 1200:
-        raise CLIError(f"--dpi must be between 10 and 1200, got {args.dpi}")
+    check_dpi(args)
     if args.out is not None and args.cmap is not None:
         from ..plot.erf import erf_colormap
 

@@ -9,7 +9,14 @@ from typing import Any
 
 from ..design import DesignResult, Objective
 from ..gridding import Comparison, GriddingReport
-from ._common import CLIError, add_schedule_arguments, layers_from_args, parse_size, print_json
+from ._common import (
+    CLIError,
+    add_schedule_arguments,
+    check_dpi,
+    layers_from_args,
+    parse_size,
+    print_json,
+)
 
 __all__ = [
     "format_comparison",
@@ -612,8 +619,7 @@ def run_compare(args: argparse.Namespace) -> int:
     from ..paths import stack_path_map
 
     _check_out(args.out)
-    if not 10 <= args.dpi <= 1200:
-        raise CLIError(f"--dpi must be between 10 and 1200, got {args.dpi}")
+    check_dpi(args)
     if len(args.schedules) > 12:
         raise CLIError(f"compare at most 12 schedules at once, got {len(args.schedules)}")
     size = parse_size(args.size)

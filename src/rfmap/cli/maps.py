@@ -13,6 +13,7 @@ from ..specs import parse_schedule
 from ._common import (
     CLIError,
     add_schedule_arguments,
+    check_dpi,
     layers_from_args,
     parse_size,
     parse_unit,
@@ -240,18 +241,13 @@ def _figsize(args: argparse.Namespace) -> tuple[float, float] | None:
     return width, height
 
 
-def _check_dpi(args: argparse.Namespace) -> None:
-    if not 10 <= args.dpi <= 1200:
-        raise CLIError(f"--dpi must be between 10 and 1200, got {args.dpi}")
-
-
 def run_plot(args: argparse.Namespace) -> int:
     from .._io import check_output_path
     from ..plot import FIGURE_SUFFIXES, default_figsize, new_figure, plot_map, save_figure
     from ..plot.maps import check_drawable
 
     check_output_path(args.out, FIGURE_SUFFIXES)
-    _check_dpi(args)
+    check_dpi(args)
     figsize = _figsize(args)
     pmap = _compute(args, check_drawable)
     fig = new_figure(figsize or default_figsize(pmap), args.dpi)
@@ -267,7 +263,7 @@ def run_animate(args: argparse.Namespace) -> int:
     from ..plot.maps import check_drawable
 
     check_output_path(args.out, (".gif",))
-    _check_dpi(args)
+    check_dpi(args)
     if not 0.02 <= args.seconds <= 60:
         raise CLIError(f"--seconds must be between 0.02 and 60, got {args.seconds}")
     frames = len(parse_schedule(args.dilations))
