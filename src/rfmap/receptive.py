@@ -1,22 +1,17 @@
 """Analytic receptive fields of a layer graph (pure Python and numpy; no torch).
 
-A model is a directed acyclic graph of nodes.  Each edge says, separately for every
-spatial axis of the input, which positions of the source node one unit of the target
-node reads: a :class:`Window`.  Convolutions, pools, slices, paddings and broadcasts are
-:class:`Conv` windows (unit ``u`` reads ``u*stride + offset + t*dilation`` for
-``t < kernel``); transposed convolutions, resampling and adaptive pools have their own
-windows; :class:`Whole` reads every position (global pooling, ``Linear`` after
-``flatten``); :class:`Table` holds windows that were measured with the gradient.
-
-Two independent computations run on that graph:
+A model is an :class:`~rfmap.graph.RFGraph`: nodes, and edges that say per spatial axis
+which source positions one unit reads (a :class:`~rfmap.windows.Window`).  Two
+independent computations run on that graph:
 
 * a forward algebra over paths (Araujo et al., Distill 2019, extended to DAGs): per
   axis the effective stride (jump), the box of output unit 0 (start, receptive field,
   effective padding), the smallest and largest receptive field over all paths and
   whether all paths are aligned -- exact integers, in one pass over the graph;
-* an exact backward propagation of the input positions that one output unit reads,
-  with or without the image border (:func:`unit_support`), which also covers the
-  windows the algebra cannot express (fractional strides, irregular adaptive pools).
+* where a window is not a convolution's (upsampling, attention inside windows, measured
+  ops...), the first and last input position read by *every* unit of every node, in one
+  forward pass (memoised per axis), so the per-layer table costs O(n) window operations;
+  and the exact support of one unit (:func:`~rfmap.graph.unit_support`) for its box.
 
 :func:`layers_rf` analyses a plain stack of :class:`~rfmap.specs.ConvLayer`;
 :func:`rfmap.trace.model_rf` builds the graph of any PyTorch model.
@@ -31,29 +26,51 @@ Two independent computations run on that graph:
 
 from __future__ import annotations
 
-import enum
-import html
-import itertools
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 
 from .errors import InvalidSpecError
+from .graph import Edge, Node, RFGraph, support_mask, unit_bounds, unit_support
 from .specs import ConvLayer, output_sizes
+from .windows import (
+    _NONE,
+    _TAP_LOOP,
+    BROADCAST,
+    IDENTITY,
+    Adaptive,
+    Conv,
+    Digits,
+    Jump,
+    PadMode,
+    Resample,
+    ResampleMode,
+    Table,
+    Transposed,
+    Whole,
+    Window,
+    _fold_pairs,
+    _jump,
+)
 
 __all__ = [
+    "BROADCAST",
+    "IDENTITY",
     "Adaptive",
     "Conv",
+    "Digits",
     "Edge",
+    "Jump",
     "LayerRF",
     "Node",
     "PadMode",
     "RFGraph",
     "ReceptiveField",
     "Resample",
+    "ResampleMode",
     "Table",
     "Transposed",
     "Whole",
@@ -66,579 +83,6 @@ __all__ = [
     "unit_bounds",
     "unit_support",
 ]
-
-#: A jump (effective stride): an int, or a Fraction after upsampling.
-Jump = Union[int, Fraction]  # noqa: UP007 (a runtime alias on Python 3.10)
-
-_EMPTY = np.zeros(0, dtype=np.int64)
-#: Marks an empty window in :meth:`Window.bounds` (``lo = _NONE``, ``hi = -_NONE``).
-_NONE = 2**62
-#: Largest kernel whose clipped bounds are taken one tap at a time (else all at once).
-_TAP_LOOP = 64
-
-
-class PadMode(str, enum.Enum):
-    """What a window reads outside its source: nothing (zeros) or a folded position."""
-
-    ZEROS = "zeros"
-    REFLECT = "reflect"
-    REPLICATE = "replicate"
-    CIRCULAR = "circular"
-
-
-def _fold(positions: np.ndarray, size: int, mode: PadMode) -> np.ndarray:
-    """Map positions onto ``[0, size)`` as the padding mode does (zeros: drop them)."""
-    if mode is PadMode.ZEROS or len(positions) == 0:
-        return positions[(positions >= 0) & (positions < size)]
-    if mode is PadMode.REPLICATE:
-        return np.clip(positions, 0, size - 1)
-    if mode is PadMode.CIRCULAR:
-        return np.mod(positions, size)
-    if size == 1:
-        return np.zeros_like(positions)
-    period = 2 * (size - 1)
-    folded = np.mod(positions, period)
-    return np.where(folded > size - 1, period - folded, folded)
-
-
-# -- windows ----------------------------------------------------------------------------
-
-
-class Window:
-    """How one unit of a node reads one spatial axis of a source node.
-
-    ``pairs(units)`` lists which unit reads which source position (unbounded:
-    positions outside the source are padding), ``pad_mode`` tells how the positions
-    outside the source fold back into it, and ``scale`` is the number of source
-    positions per unit step (the factor the jump is multiplied by).
-    """
-
-    pad_mode: PadMode = PadMode.ZEROS
-
-    def pairs(self, units: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover
-        """``(which, positions)``: unit ``units[which[i]]`` reads ``positions[i]``."""
-        raise NotImplementedError
-
-    def positions(self, units: np.ndarray) -> np.ndarray:
-        """Every source position read by any of ``units`` (with repeats)."""
-        return self.pairs(units)[1]
-
-    @property
-    def scale(self) -> Jump:  # pragma: no cover - abstract
-        raise NotImplementedError
-
-    def affine(self) -> tuple[int, int, int, int] | None:
-        """``(kernel, stride, dilation, offset)`` when the window is a convolution's."""
-        return None
-
-    def bounds(self, units: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """First and last source position read by each unit (``lo > hi``: reads nothing).
-
-        Both are non-decreasing in the unit, which :func:`unit_bounds` relies on.
-        """
-        lo = np.full(len(units), _NONE, dtype=np.int64)
-        hi = np.full(len(units), -_NONE, dtype=np.int64)
-        which, found = self.pairs(units)
-        np.minimum.at(lo, which, found)
-        np.maximum.at(hi, which, found)
-        return lo, hi
-
-    def describe(self) -> str:  # pragma: no cover - abstract
-        raise NotImplementedError
-
-
-@dataclass(frozen=True)
-class Conv(Window):
-    """Unit ``u`` reads ``u*stride + offset + t*dilation`` for ``0 <= t < kernel``.
-
-    Covers convolutions and pools (``offset = -padding``), identities, slices
-    (``stride`` = step), paddings and crops (``offset``), and broadcasts (``stride=0``).
-
-    >>> Conv(3, 2, 1, -1).positions(np.array([0, 1])).tolist()
-    [-1, 0, 1, 1, 2, 3]
-    """
-
-    kernel: int = 1
-    stride: int = 1
-    dilation: int = 1
-    offset: int = 0
-    pad_mode: PadMode = PadMode.ZEROS
-
-    def pairs(self, units: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        taps = np.arange(self.kernel, dtype=np.int64) * self.dilation
-        found = (units[:, None] * self.stride + self.offset + taps[None, :]).ravel()
-        return np.repeat(np.arange(len(units)), self.kernel), found
-
-    @property
-    def scale(self) -> Jump:
-        return self.stride
-
-    def affine(self) -> tuple[int, int, int, int]:
-        return self.kernel, self.stride, self.dilation, self.offset
-
-    def bounds(self, units: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        lo = units * self.stride + self.offset
-        return lo, lo + (self.kernel - 1) * self.dilation
-
-    def describe(self) -> str:
-        if (self.kernel, self.stride, self.offset) == (1, 1, 0):
-            return "identity"
-        parts = [f"k={self.kernel}", f"s={self.stride}"]
-        if self.dilation != 1:
-            parts.append(f"d={self.dilation}")
-        if self.offset:
-            parts.append(f"offset={self.offset}")
-        if self.pad_mode is not PadMode.ZEROS:
-            parts.append(self.pad_mode.value)
-        return " ".join(parts)
-
-
-IDENTITY = Conv()
-BROADCAST = Conv(1, 0, 1, 0)
-
-
-@dataclass(frozen=True)
-class Transposed(Window):
-    """A transposed convolution: unit ``u`` reads ``x`` if ``x*stride - padding + t*dilation == u``.
-
-    >>> Transposed(4, 2, 1, 1).positions(np.array([0, 1, 2])).tolist()
-    [0, -1, 1, 0, 1, 0]
-    """
-
-    kernel: int
-    stride: int
-    dilation: int = 1
-    padding: int = 0
-
-    def pairs(self, units: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        taps = np.arange(self.kernel, dtype=np.int64) * self.dilation
-        num = units[:, None] + self.padding - taps[None, :]
-        hit = num % self.stride == 0
-        return np.nonzero(hit)[0], num[hit] // self.stride
-
-    def bounds(self, units: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        taps = np.arange(self.kernel, dtype=np.int64) * self.dilation
-        num = units[:, None] + self.padding - taps[None, :]
-        hit = num % self.stride == 0
-        x = num // self.stride
-        return np.where(hit, x, _NONE).min(axis=1), np.where(hit, x, -_NONE).max(axis=1)
-
-    @property
-    def scale(self) -> Jump:
-        return Fraction(1, self.stride)
-
-    def describe(self) -> str:
-        return f"transposed k={self.kernel} s={self.stride} p={self.padding}"
-
-
-def _ranges(starts: np.ndarray, stops: np.ndarray) -> np.ndarray:
-    """Concatenate ``range(a, b)`` for each pair."""
-    lengths = np.maximum(stops - starts, 0)
-    if lengths.sum() == 0:
-        return _EMPTY
-    base = np.repeat(starts - np.cumsum(lengths) + lengths, lengths)
-    return base + np.arange(int(lengths.sum()), dtype=np.int64)
-
-
-@dataclass(frozen=True)
-class Adaptive(Window):
-    """Adaptive pooling: unit ``u`` reads ``[floor(u*n/m), ceil((u+1)*n/m))``.
-
-    >>> Adaptive(5, 3).positions(np.array([0, 1, 2])).tolist()
-    [0, 1, 1, 2, 3, 3, 4]
-    """
-
-    size_in: int
-    size_out: int
-
-    def pairs(self, units: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        n, m = self.size_in, self.size_out
-        starts, stops = (units * n) // m, -((-(units + 1) * n) // m)
-        which = np.repeat(np.arange(len(units)), np.maximum(stops - starts, 0))
-        return which, _ranges(starts, stops)
-
-    def bounds(self, units: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        n, m = self.size_in, self.size_out
-        return (units * n) // m, -((-(units + 1) * n) // m) - 1
-
-    @property
-    def scale(self) -> Jump:
-        return _jump(Fraction(self.size_in, self.size_out))
-
-    def describe(self) -> str:
-        return f"adaptive {self.size_in}->{self.size_out}"
-
-
-class ResampleMode(str, enum.Enum):
-    """Interpolation modes of :class:`Resample` (PyTorch's names)."""
-
-    NEAREST = "nearest"
-    NEAREST_EXACT = "nearest-exact"
-    LINEAR = "linear"
-    CUBIC = "cubic"
-
-
-@dataclass(frozen=True)
-class Resample(Window):
-    """``F.interpolate`` along one axis: the source taps with a non-zero weight.
-
-    ``ratio`` is PyTorch's source step per output unit (``1/scale_factor`` or
-    ``size_in/size_out``; ``(size_in-1)/(size_out-1)`` with ``align_corners``).  Taps
-    outside the source are clamped to its border, as PyTorch does.
-
-    >>> Resample(4, 8, ResampleMode.LINEAR, Fraction(1, 2)).positions(np.arange(3)).tolist()
-    [-1, 0, 0, 0, 1, 1]
-    """
-
-    size_in: int
-    size_out: int
-    mode: ResampleMode
-    ratio: Fraction
-    align_corners: bool = False
-    pad_mode: PadMode = PadMode.REPLICATE
-
-    def pairs(self, units: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        p, q = self.ratio.numerator, self.ratio.denominator
-        index = np.arange(len(units))
-        if self.mode is ResampleMode.NEAREST:
-            return index, (units * p) // q
-        if self.mode is ResampleMode.NEAREST_EXACT:
-            return index, ((2 * units + 1) * p) // (2 * q)
-        if self.align_corners:
-            num, den = units * p, q
-        else:
-            num, den = (2 * units + 1) * p - q, 2 * q
-        x0 = num // den
-        inexact = num % den != 0  # otherwise the other taps have weight 0
-        taps = (1,) if self.mode is ResampleMode.LINEAR else (-1, 1, 2)
-        which = np.concatenate([index, *(index[inexact] for _ in taps)])
-        return which, np.concatenate([x0, *(x0[inexact] + t for t in taps)])
-
-    def bounds(self, units: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        p, q = self.ratio.numerator, self.ratio.denominator
-        if self.mode is ResampleMode.NEAREST:
-            x = (units * p) // q
-            return x, x
-        if self.mode is ResampleMode.NEAREST_EXACT:
-            x = ((2 * units + 1) * p) // (2 * q)
-            return x, x
-        num, den = (units * p, q) if self.align_corners else ((2 * units + 1) * p - q, 2 * q)
-        x0 = num // den
-        inexact = (num % den != 0).astype(np.int64)
-        if self.mode is ResampleMode.LINEAR:
-            return x0, x0 + inexact
-        return x0 - inexact, x0 + 2 * inexact
-
-    @property
-    def scale(self) -> Jump:
-        """``size_in/size_out`` (``ratio`` may be rounded to float32, as in PyTorch)."""
-        if self.align_corners:
-            return _jump(self.ratio)
-        return _jump(Fraction(self.size_in, self.size_out))
-
-    def describe(self) -> str:
-        return f"{self.mode.value} {self.size_in}->{self.size_out}"
-
-
-@dataclass(frozen=True)
-class Whole(Window):
-    """Every unit reads all ``size`` positions of the source (global pooling, Linear)."""
-
-    size: int
-
-    def pairs(self, units: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        which = np.repeat(np.arange(len(units)), self.size)
-        return which, np.tile(np.arange(self.size, dtype=np.int64), len(units))
-
-    def bounds(self, units: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return np.zeros_like(units), np.full_like(units, self.size - 1)
-
-    @property
-    def scale(self) -> Jump:
-        return 0
-
-    def describe(self) -> str:
-        return f"whole {self.size}"
-
-
-@dataclass(frozen=True)
-class Table(Window):
-    """Measured windows: ``windows[u]`` are the positions unit ``u`` reads (none outside)."""
-
-    windows: tuple[tuple[int, ...], ...]
-
-    def pairs(self, units: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        n = len(self.windows)
-        which: list[int] = []
-        found: list[int] = []
-        for i, u in enumerate(units.tolist()):
-            if 0 <= u < n:
-                which += [i] * len(self.windows[u])
-                found += self.windows[u]
-        return np.array(which, dtype=np.int64), np.array(found, dtype=np.int64)
-
-    @property
-    def scale(self) -> Jump:
-        """The most common step between the first (and last) positions of windows."""
-        kept = [w for w in self.windows if w]
-        steps = [min(b) - min(a) for a, b in itertools.pairwise(kept)]
-        steps += [max(b) - max(a) for a, b in itertools.pairwise(kept)]
-        if not steps:
-            return 1
-        return max(sorted(set(steps)), key=steps.count)
-
-    def describe(self) -> str:
-        return f"measured ({len(self.windows)} units)"
-
-
-def _jump(value: Fraction) -> Jump:
-    return int(value) if value.denominator == 1 else value
-
-
-# -- the graph --------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Edge:
-    """One input of a node: the source node and one :class:`Window` per spatial axis."""
-
-    source: str
-    windows: tuple[Window, ...]
-
-
-@dataclass(frozen=True)
-class Node:
-    """A node of an :class:`RFGraph`.
-
-    ``extents`` is the number of units per input spatial axis (1 where the node has no
-    such axis, e.g. after global pooling); ``shape`` is the tensor shape, for display;
-    ``measured`` marks a node whose windows come from the gradient.
-    """
-
-    name: str
-    op: str
-    extents: tuple[int, ...]
-    edges: tuple[Edge, ...] = ()
-    shape: tuple[int, ...] | None = None
-    measured: bool = False
-
-
-class RFGraph:
-    """A layer graph in topological order; the first node is the input.
-
-    >>> conv = Node("conv", "conv", (8,), (Edge("x", (Conv(3, 1, 1, -1),)),))
-    >>> g = RFGraph([Node("x", "input", (8,)), conv])
-    >>> g.output, g.ndim
-    ('conv', 1)
-    """
-
-    def __init__(self, nodes: Iterable[Node], outputs: Sequence[str] | None = None) -> None:
-        self.nodes: dict[str, Node] = {}
-        for node in nodes:
-            if node.name in self.nodes:
-                raise InvalidSpecError(f"duplicate node name {node.name!r}")
-            for edge in node.edges:
-                if edge.source not in self.nodes:
-                    raise InvalidSpecError(
-                        f"node {node.name!r} reads {edge.source!r}, which is not defined before it"
-                    )
-                if len(edge.windows) != len(node.extents):
-                    raise InvalidSpecError(
-                        f"node {node.name!r} has {len(edge.windows)} windows for "
-                        f"{len(node.extents)} axes"
-                    )
-            self.nodes[node.name] = node
-        if not self.nodes:
-            raise InvalidSpecError("a graph needs at least an input node")
-        names = list(self.nodes)
-        self.input = names[0]
-        self.outputs: tuple[str, ...] = tuple(outputs) if outputs else (names[-1],)
-        for name in self.outputs:
-            if name not in self.nodes:
-                raise InvalidSpecError(f"output {name!r} is not a node of the graph")
-        self._index = {name: i for i, name in enumerate(names)}
-
-    @property
-    def output(self) -> str:
-        """The first output node."""
-        return self.outputs[0]
-
-    @property
-    def ndim(self) -> int:
-        """Number of spatial axes of the input."""
-        return len(self.nodes[self.input].extents)
-
-    @property
-    def input_size(self) -> tuple[int, ...]:
-        """Spatial size of the input."""
-        return self.nodes[self.input].extents
-
-    def ancestors(self, name: str) -> list[str]:
-        """``name`` and every node it depends on, in reverse topological order."""
-        seen = {name}
-        stack = [name]
-        while stack:
-            for edge in self.nodes[stack.pop()].edges:
-                if edge.source not in seen:
-                    seen.add(edge.source)
-                    stack.append(edge.source)
-        return sorted(seen, key=self._index.__getitem__, reverse=True)
-
-    def __len__(self) -> int:
-        return len(self.nodes)
-
-    def __repr__(self) -> str:
-        return (
-            f"RFGraph({len(self.nodes)} nodes, input {list(self.input_size)}, "
-            f"outputs {list(self.outputs)})"
-        )
-
-
-# -- exact supports ---------------------------------------------------------------------
-
-
-def _fold_pairs(
-    which: np.ndarray, found: np.ndarray, size: int, mode: PadMode
-) -> tuple[np.ndarray, np.ndarray]:
-    """Fold read positions into a source of ``size`` (zeros: drop those outside)."""
-    if mode is PadMode.ZEROS:
-        keep = (found >= 0) & (found < size)
-        return which[keep], found[keep]
-    return which, _fold(found, size, mode)
-
-
-def _through_axis(
-    origin: tuple[int, ...], mask: np.ndarray, axis: int, window: Window, size: int | None
-) -> tuple[tuple[int, ...], np.ndarray]:
-    """Map a boolean set of units (``mask`` at ``origin``) to the positions they read.
-
-    Only ``axis`` changes: the window acts on one axis, the others are carried along.
-    ``size`` is the source extent for clipping (None: unbounded).
-    """
-    moved = np.moveaxis(mask, axis, 0)
-    flat = moved.reshape(moved.shape[0], -1)
-    rows = np.flatnonzero(flat.any(axis=1))
-    which, found = window.pairs(rows + origin[axis])
-    if size is not None:
-        which, found = _fold_pairs(which, found, size, window.pad_mode)
-    if len(found) == 0:
-        return origin, np.zeros((0,) * mask.ndim, dtype=bool)
-    lo = int(found.min())
-    length = int(found.max()) - lo + 1
-    incidence = np.zeros((length, len(rows)), dtype=np.float32)
-    incidence[found - lo, which] = 1.0
-    reached = (incidence @ flat[rows].astype(np.float32)) > 0
-    out = np.moveaxis(reached.reshape(length, *moved.shape[1:]), 0, axis)
-    return (*origin[:axis], lo, *origin[axis + 1 :]), out
-
-
-def _union(parts: list[tuple[tuple[int, ...], np.ndarray]]) -> tuple[tuple[int, ...], np.ndarray]:
-    if len(parts) == 1:
-        return parts[0]
-    ndim = parts[0][1].ndim
-    lo = tuple(min(o[a] for o, _ in parts) for a in range(ndim))
-    hi = tuple(max(o[a] + m.shape[a] for o, m in parts) for a in range(ndim))
-    out = np.zeros(tuple(b - a for a, b in zip(lo, hi, strict=True)), dtype=bool)
-    for o, m in parts:
-        index = tuple(slice(o[a] - lo[a], o[a] - lo[a] + m.shape[a]) for a in range(ndim))
-        out[index] |= m
-    return lo, out
-
-
-def support_mask(
-    graph: RFGraph, node: str, unit: Sequence[int], clip: bool = True
-) -> tuple[tuple[int, ...], np.ndarray]:
-    """The input positions output ``unit`` of ``node`` reads: ``(origin, boolean mask)``.
-
-    ``mask[i, j, ...]`` is input position ``origin + (i, j, ...)``.  With ``clip=True``
-    only real positions count: padding reads nothing (or folds back for
-    reflect/replicate/circular padding) at every node, so this is exactly the support
-    of ``d node[unit] / d input`` when no path cancels.  With ``clip=False`` the input
-    is unbounded: every padding position counts as input.
-    """
-    ndim = graph.ndim
-    pending: dict[str, list[tuple[tuple[int, ...], np.ndarray]]] = {
-        node: [(tuple(int(u) for u in unit), np.ones((1,) * ndim, dtype=bool))]
-    }
-    for name in graph.ancestors(node):
-        parts = pending.pop(name, None)
-        if not parts:
-            continue
-        origin, mask = _union(parts)
-        if name == graph.input:
-            return origin, mask
-        for edge in graph.nodes[name].edges:
-            extents = graph.nodes[edge.source].extents
-            o, m = origin, mask
-            for axis in range(ndim):
-                o, m = _through_axis(
-                    o, m, axis, edge.windows[axis], extents[axis] if clip else None
-                )
-                if m.size == 0:
-                    break
-            if m.size:
-                pending.setdefault(edge.source, []).append((o, m))
-    return (0,) * ndim, np.zeros((0,) * ndim, dtype=bool)
-
-
-def unit_support(
-    graph: RFGraph, node: str, unit: Sequence[int], clip: bool = True
-) -> tuple[np.ndarray, ...]:
-    """Input positions, per axis, that output ``unit`` of ``node`` reads.
-
-    The projections of :func:`support_mask` on each axis (all empty when the unit
-    reads nothing).
-
-    >>> from rfmap.specs import conv_stack
-    >>> g = layers_graph(conv_stack([1, 2], ndim=1), 10)
-    >>> [a.tolist() for a in unit_support(g, g.output, (0,), clip=False)]
-    [[-3, -2, -1, 0, 1, 2, 3]]
-    >>> [a.tolist() for a in unit_support(g, g.output, (0,))]
-    [[0, 1, 2, 3]]
-    """
-    origin, mask = support_mask(graph, node, unit, clip)
-    out = []
-    for axis in range(mask.ndim):
-        other = tuple(a for a in range(mask.ndim) if a != axis)
-        hit = mask.any(axis=other) if other else mask
-        out.append(np.flatnonzero(hit).astype(np.int64) + origin[axis])
-    return tuple(out)
-
-
-def unit_bounds(
-    graph: RFGraph, node: str, axis: int, units: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """First and last input position read by each of ``units`` along ``axis`` (unbounded).
-
-    All units at once: since every window's first and last positions grow with the
-    unit, the extremes of a unit's support at each node are enough.  Units that read
-    nothing get ``lo > hi``.
-
-    >>> from rfmap.specs import conv_stack
-    >>> g = layers_graph(conv_stack([1, 2], ndim=1), 10)
-    >>> [a.tolist() for a in unit_bounds(g, g.output, 0, np.arange(3))]
-    [[-3, -2, -1], [3, 4, 5]]
-    """
-    units = np.asarray(units, dtype=np.int64)
-    pending: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {node: [(units, units)]}
-    for name in graph.ancestors(node):
-        parts = pending.pop(name, None)
-        if not parts:
-            continue
-        lo = np.minimum.reduce([p[0] for p in parts])
-        hi = np.maximum.reduce([p[1] for p in parts])
-        if name == graph.input:
-            return lo, hi
-        empty = lo > hi
-        for edge in graph.nodes[name].edges:
-            window = edge.windows[axis]
-            first = window.bounds(np.where(empty, 0, lo))[0]
-            last = window.bounds(np.where(empty, 0, hi))[1]
-            pending.setdefault(edge.source, []).append(
-                (np.where(empty, _NONE, first), np.where(empty, -_NONE, last))
-            )
-    return np.full(len(units), _NONE, dtype=np.int64), np.full(len(units), -_NONE, dtype=np.int64)
-
 
 # -- the forward algebra over paths -----------------------------------------------------
 
@@ -670,7 +114,7 @@ def _merge(into: dict[Jump, list[int]], jump: Jump, b: list[int]) -> None:
 def _through(paths: _AxisPaths, window: Window) -> _AxisPaths:
     if type(window) is Conv and window.kernel == window.stride == 1 and window.offset == 0:
         return paths  # the identity (activations, norms, 1x1 convolutions): unchanged
-    whole = paths.whole or isinstance(window, Whole)
+    whole = paths.whole or window.is_global
     scale = window.scale
     if isinstance(scale, int):
         jumps = frozenset(j * scale for j in paths.jumps)
@@ -812,13 +256,69 @@ def _unclipped_box(classes: Mapping[Jump, list[int]], unit: int) -> tuple[int, i
     return min(starts), max(stops)
 
 
+def _edge_bounds(
+    window: Window,
+    a: int,
+    b: int,
+    src_start: int,
+    src_lo: np.ndarray,
+    src_hi: np.ndarray,
+    size: int | None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The extremes of what units ``a..b-1`` read through ``window`` from a source whose
+    units ``src_start, ...`` have the extremes ``src_lo``, ``src_hi``.
+
+    ``size`` is the source extent: positions outside it are padding (dropped, or folded
+    for reflect/replicate/circular windows).  ``size=None``: an unbounded input, the
+    source arrays cover every position read.
+    """
+    n = b - a
+    count = len(src_lo)
+    if isinstance(window, Whole):
+        return (
+            np.full(n, src_lo[-src_start : window.size - src_start].min(initial=_NONE)),
+            np.full(n, src_hi[-src_start : window.size - src_start].max(initial=-_NONE)),
+        )
+    zeros = size is None or window.pad_mode is PadMode.ZEROS
+    if isinstance(window, Conv) and zeros:
+        k, stride, d, offset = window.affine()
+        if (k, stride, d, offset) == (1, 1, 1, 0) and (a, b) == (src_start, src_start + count):
+            return src_lo, src_hi  # the identity (activations, norms, additions...)
+        if stride > 0 and k <= _TAP_LOOP:
+            # one strided slice per tap: the units whose tap falls inside the source
+            lo = np.full(n, _NONE, dtype=np.int64)
+            hi = np.full(n, -_NONE, dtype=np.int64)
+            for t in range(k):
+                base = a * stride + offset + t * d - src_start  # unit a reads index base
+                u0 = max(0, -(base // stride))
+                u1 = min(n, (count - 1 - base) // stride + 1)
+                if u1 > u0:
+                    read = slice(u0 * stride + base, (u1 - 1) * stride + base + 1, stride)
+                    np.minimum(lo[u0:u1], src_lo[read], out=lo[u0:u1])
+                    np.maximum(hi[u0:u1], src_hi[read], out=hi[u0:u1])
+            return lo, hi
+    units = np.arange(a, b, dtype=np.int64)
+    lo = np.full(n, _NONE, dtype=np.int64)
+    hi = np.full(n, -_NONE, dtype=np.int64)
+    which, found = window.pairs(units)
+    if size is not None:
+        which, found = _fold_pairs(which, found, size, window.pad_mode)
+    index = found - src_start
+    inside = (index >= 0) & (index < count)
+    which, index = which[inside], index[inside]
+    np.minimum.at(lo, which, src_lo[index])
+    np.maximum.at(hi, which, src_hi[index])
+    return lo, hi
+
+
 class _Analysis:
     """The forward algebra of a whole graph, and the rows built from it."""
 
     def __init__(self, graph: RFGraph) -> None:
         self.graph = graph
         self.paths: dict[str, tuple[_AxisPaths, ...]] = {}
-        self._clipped: dict[int, dict[str, tuple[np.ndarray, np.ndarray]]] = {}
+        self._clipped: dict[int, dict[str, tuple[int, np.ndarray, np.ndarray]]] = {}
+        self._unbounded: dict[int, dict[str, tuple[int, np.ndarray, np.ndarray]]] = {}
         self._rows: dict[tuple[int, ...], tuple[Any, ...]] = {}
         self.exact: dict[str, bool] = {}
         for node in graph.nodes.values():
@@ -871,83 +371,89 @@ class _Analysis:
         """First and last *real* input position (clipped, folded) read by every unit of
         ``name`` along ``axis`` (``lo > hi``: the unit reads nothing).
 
-        A forward pass over the graph: a unit's support is the union of the supports of
-        the source units it reads, so its extremes are the extremes of theirs.
+        A forward pass over the graph, memoised per axis: a unit's support is the union
+        of the supports of the source units it reads, so its extremes are the extremes
+        of theirs.
         """
         memo = self._clipped.setdefault(axis, {})
         if name not in memo:
             for node in self.graph.nodes.values():
                 if node.name not in memo:
-                    memo[node.name] = self._clip_node(node, axis, memo)
+                    memo[node.name] = self._forward_node(node, axis, memo, None)
                 if node.name == name:
                     break
-        return memo[name]
+        _, lo, hi = memo[name]
+        return lo, hi
 
-    def _clip_node(
-        self, node: Node, axis: int, memo: dict[str, tuple[np.ndarray, np.ndarray]]
-    ) -> tuple[np.ndarray, np.ndarray]:
-        n = node.extents[axis]
+    def unbounded(self, name: str, axis: int) -> tuple[np.ndarray, np.ndarray]:
+        """First and last input position read by every unit of ``name`` along ``axis``
+        on an unbounded input (padding positions count; ``lo > hi``: reads nothing).
+
+        Every node gets its units over a range wide enough for what the nodes after it
+        read beyond its border (one backward pass over the ranges), then one forward
+        pass gives the extremes of every unit of every node: O(n) window operations
+        for the whole table, whatever windows the graph holds.
+        """
+        memo = self._unbounded.get(axis)
+        if memo is None:
+            ranges = self._ranges(axis)
+            memo = {}
+            for node in self.graph.nodes.values():
+                memo[node.name] = self._forward_node(node, axis, memo, ranges[node.name])
+            self._unbounded[axis] = memo
+        start, lo, hi = memo[name]
+        n = self.graph.nodes[name].extents[axis]
+        return lo[-start : n - start], hi[-start : n - start]
+
+    def _ranges(self, axis: int) -> dict[str, tuple[int, int]]:
+        """The units ``[a, b)`` of every node whose unbounded extremes are needed: its
+        own grid and what the nodes that read it read beyond its border."""
+        need = {name: (0, node.extents[axis]) for name, node in self.graph.nodes.items()}
+        for node in reversed(list(self.graph.nodes.values())):
+            a, b = need[node.name]
+            units = np.arange(a, b, dtype=np.int64)
+            for edge in node.edges:
+                lo, hi = edge.windows[axis].bounds(units)
+                read = lo <= hi
+                if read.any():
+                    sa, sb = need[edge.source]
+                    need[edge.source] = (
+                        min(sa, int(lo[read].min())),
+                        max(sb, int(hi[read].max()) + 1),
+                    )
+        return need
+
+    def _forward_node(
+        self,
+        node: Node,
+        axis: int,
+        memo: dict[str, tuple[int, np.ndarray, np.ndarray]],
+        units: tuple[int, int] | None,
+    ) -> tuple[int, np.ndarray, np.ndarray]:
+        """``(start, lo, hi)`` for the units ``start, start+1, ...`` of ``node``: its own
+        grid, clipped to real positions (``units=None``), or the range ``units`` on an
+        unbounded input."""
+        a, b = (0, node.extents[axis]) if units is None else units
         if node.name == self.graph.input:
-            units = np.arange(n, dtype=np.int64)
-            return units, units.copy()
+            positions = np.arange(a, b, dtype=np.int64)
+            return a, positions, positions.copy()
         if not node.edges:
-            return np.full(n, _NONE, dtype=np.int64), np.full(n, -_NONE, dtype=np.int64)
-        lo, hi = self._clip_edge(node.edges[0].windows[axis], n, *memo[node.edges[0].source])
-        # lo, hi may be the source's own arrays: never changed in place
-        for edge in node.edges[1:]:
-            e_lo, e_hi = self._clip_edge(edge.windows[axis], n, *memo[edge.source])
-            lo, hi = np.minimum(lo, e_lo), np.maximum(hi, e_hi)
-        return lo, hi
-
-    @staticmethod
-    def _clip_edge(
-        window: Window, n: int, src_lo: np.ndarray, src_hi: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """The extremes of what each of the ``n`` units reads through ``window``."""
-        size = len(src_lo)
-        if isinstance(window, Whole):
-            return (
-                np.full(n, src_lo.min(initial=_NONE), dtype=np.int64),
-                np.full(n, src_hi.max(initial=-_NONE), dtype=np.int64),
+            return a, np.full(b - a, _NONE, dtype=np.int64), np.full(b - a, -_NONE, dtype=np.int64)
+        lo = hi = None
+        for edge in node.edges:
+            e_lo, e_hi = _edge_bounds(
+                edge.windows[axis],
+                a,
+                b,
+                *memo[edge.source],
+                self.graph.nodes[edge.source].extents[axis] if units is None else None,
             )
-        if isinstance(window, Conv):
-            if window.affine() == (1, 1, 1, 0) and size == n:
-                return src_lo, src_hi  # the identity (activations, norms, additions...)
-            k, stride, d, offset = window.affine()
-            if window.pad_mode is PadMode.ZEROS and stride > 0 and k <= _TAP_LOOP:
-                # one strided slice per tap: the units whose tap falls inside the source
-                lo = np.full(n, _NONE, dtype=np.int64)
-                hi = np.full(n, -_NONE, dtype=np.int64)
-                for t in range(k):
-                    base = offset + t * d  # unit u reads u*stride + base
-                    u0 = max(0, -(base // stride))
-                    u1 = min(n, (size - 1 - base) // stride + 1)
-                    if u1 > u0:
-                        read = slice(u0 * stride + base, (u1 - 1) * stride + base + 1, stride)
-                        np.minimum(lo[u0:u1], src_lo[read], out=lo[u0:u1])
-                        np.maximum(hi[u0:u1], src_hi[read], out=hi[u0:u1])
-                return lo, hi
-            # all units at once, one column per tap
-            units = np.arange(n, dtype=np.int64)
-            taps = units[:, None] * window.stride + window.offset
-            taps = taps + np.arange(window.kernel, dtype=np.int64) * window.dilation
-            if window.pad_mode is PadMode.ZEROS:
-                inside = (taps >= 0) & (taps < size)
-                taps = np.clip(taps, 0, size - 1)
-                return (
-                    np.where(inside, src_lo[taps], _NONE).min(axis=1),
-                    np.where(inside, src_hi[taps], -_NONE).max(axis=1),
-                )
-            taps = _fold(taps.ravel(), size, window.pad_mode).reshape(taps.shape)
-            return src_lo[taps].min(axis=1), src_hi[taps].max(axis=1)
-        units = np.arange(n, dtype=np.int64)
-        lo = np.full(n, _NONE, dtype=np.int64)
-        hi = np.full(n, -_NONE, dtype=np.int64)
-        which, found = window.pairs(units)
-        which, found = _fold_pairs(which, found, size, window.pad_mode)
-        np.minimum.at(lo, which, src_lo[found])
-        np.maximum.at(hi, which, src_hi[found])
-        return lo, hi
+            if lo is None or hi is None:
+                lo, hi = e_lo, e_hi  # may be the source's own arrays: never changed in place
+            else:
+                lo, hi = np.minimum(lo, e_lo), np.maximum(hi, e_hi)
+        assert lo is not None and hi is not None
+        return a, lo, hi
 
     @staticmethod
     def _local_axis(p: _AxisPaths, n: int) -> tuple[Any, ...]:
@@ -1035,7 +541,7 @@ class _Analysis:
             if not p.classes:
                 local = sorted((j for j in p.jumps if j != 0), reverse=True)
                 stride.append(local[0] if local else 0)
-                lo, hi = unit_bounds(self.graph, name, axis, np.arange(n, dtype=np.int64))
+                lo, hi = self.unbounded(name, axis)
                 spans = np.where(lo <= hi, hi - lo + 1, 0)
                 rf.append(int(spans.max()))
                 start.append(int(lo[0]) if lo[0] <= hi[0] else 0)
@@ -1209,7 +715,9 @@ class ReceptiveField(_Axes):
         return format_table(self)
 
     def _repr_html_(self) -> str:
-        return _html_table(self)
+        from .report import html_table
+
+        return html_table(self)
 
 
 def graph_rf(
@@ -1307,161 +815,8 @@ def layers_rf(layers: Sequence[ConvLayer], size: int | Sequence[int]) -> Recepti
     return graph_rf(layers_graph(layers, size))
 
 
-# -- rendering --------------------------------------------------------------------------
-
-
-def _axes(values: Sequence[Any] | None) -> str:
-    if values is None:
-        return "-"
-    texts = ["-" if v is None else str(v) for v in values]
-    return texts[0] if len(set(texts)) == 1 else "x".join(texts)
-
-
-def _flags(row: LayerRF) -> str:
-    flags = []
-    if row.measured:
-        flags.append("measured")
-    elif not row.exact:
-        flags.append("after measured")
-    if row.is_global:
-        flags.append("global")
-    if row.aligned is False:
-        flags.append("misaligned")
-    return ",".join(flags)
-
-
-def table_rows(result: ReceptiveField, all_rows: bool = True) -> list[LayerRF]:
-    """The rows to show: all of them, or those that change the receptive field."""
-    if all_rows:
-        return list(result.layers)
-    shown: list[LayerRF] = []
-    previous: LayerRF | None = None
-    for row in result.layers:
-        key = (row.receptive_field, row.stride, row.start, row.global_axes, row.aligned)
-        if (
-            previous is None
-            or row is result.layers[-1]
-            or row.measured
-            or key
-            != (
-                previous.receptive_field,
-                previous.stride,
-                previous.start,
-                previous.global_axes,
-                previous.aligned,
-            )
-        ):
-            shown.append(row)
-        previous = row
-    return shown
-
-
 def format_table(result: ReceptiveField, all_rows: bool = True) -> str:
-    """The summary and the per-layer table as aligned text."""
-    header = ("node", "op", "output shape", "RF", "jump", "start", "min RF", "flags")
-    lines = [
-        tuple(
-            [
-                row.name,
-                row.op,
-                "-" if row.shape is None else "x".join(map(str, row.shape)),
-                _axes(row.receptive_field),
-                _axes(row.stride),
-                _axes(row.start),
-                _axes(row.min_receptive_field),
-                _flags(row),
-            ]
-        )
-        for row in table_rows(result, all_rows)
-    ]
-    widths = [max(len(h), *(len(line[i]) for line in lines)) for i, h in enumerate(header)]
-    numeric = {3, 4, 5, 6}
+    """The summary and the per-layer table as aligned text (see :mod:`rfmap.report`)."""
+    from .report import format_table as render
 
-    def fmt(cells: Sequence[str]) -> str:
-        return "  ".join(
-            c.rjust(w) if i in numeric else c.ljust(w)
-            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
-        ).rstrip()
-
-    out = [_summary(result), "", fmt(header), fmt(["-" * w for w in widths])]
-    out += [fmt(line) for line in lines]
-    hidden = len(result.layers) - len(lines)
-    if hidden:
-        rows = "1 row" if hidden == 1 else f"{hidden} rows"
-        out.append(f"({rows} hidden: no change to the receptive field; --all shows every row)")
-    return "\n".join(out)
-
-
-def _summary(result: ReceptiveField) -> str:
-    size = "x".join(map(str, result.input_size))
-    lines = [
-        f"receptive field of {result.node!r} (input {size}, {result.method})",
-        f"  receptive field: {_axes(result.receptive_field)}{_global_note(result)}",
-        f"  stride (jump):   {_axes(result.stride)}",
-        f"  padding:         {_axes(result.padding)}",
-    ]
-    local = result.local_receptive_field
-    if result.is_global and local is not None and any(v is not None for v in local):
-        lines.append(
-            f"  local paths (through no global op): receptive field {_axes(local)}, "
-            f"padding {_axes(result.local_padding)}"
-        )
-    shortest = result.min_receptive_field
-    if shortest is not None and all(v is None for v in shortest):
-        lines.append("  min RF over paths: -   (every path goes through a global op)")
-    else:
-        lines.append(
-            f"  min RF over paths: {_axes(result.min_receptive_field)}   aligned: "
-            + {True: "yes", False: "no", None: "unknown"}[result.aligned]
-        )
-    if result.measured_nodes:
-        measured = ", ".join(result.measured_nodes)
-        lines.append(f"  measured with the gradient, not derived: {measured}")
-    lines += [f"  note: {note}" for note in result.notes]
-    return "\n".join(lines)
-
-
-def _global_note(result: ReceptiveField) -> str:
-    """What a global result reads: the whole input, or only part of it."""
-    if not result.is_global:
-        larger = any(r > n for r, n in zip(result.receptive_field, result.input_size, strict=True))
-        return "   (larger than the input)" if larger else ""
-    axes = [a for a, g in enumerate(result.global_axes) if g]
-    if all(
-        result.start[a] == 0 and result.receptive_field[a] == result.input_size[a] for a in axes
-    ):
-        what = "reads the whole input"
-    else:
-        box = " x ".join(
-            f"[{result.start[a]}, {result.start[a] + result.receptive_field[a]})" for a in axes
-        )
-        what = f"reads only {box} of the input"
-    hull = result.unbounded_receptive_field
-    if hull is not None and hull != result.receptive_field:
-        what += f"; hull of all paths on an unbounded input: {_axes(hull)}"
-    return f"   (global: {what})"
-
-
-def _html_table(result: ReceptiveField) -> str:
-    titles = ("node", "op", "shape", "RF", "jump", "start", "min RF", "flags")
-    head = "".join(f"<th>{h}</th>" for h in titles)
-    body = "".join(
-        "<tr>"
-        + "".join(
-            f"<td>{html.escape(str(c))}</td>"
-            for c in (
-                row.name,
-                row.op,
-                "-" if row.shape is None else "x".join(map(str, row.shape)),
-                _axes(row.receptive_field),
-                _axes(row.stride),
-                _axes(row.start),
-                _axes(row.min_receptive_field),
-                _flags(row),
-            )
-        )
-        + "</tr>"
-        for row in result.layers
-    )
-    summary = html.escape(_summary(result))
-    return f"<pre>{summary}</pre><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    return render(result, all_rows)
