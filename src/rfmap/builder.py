@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from .errors import InvalidSpecError
@@ -291,11 +291,15 @@ class GraphBuilder:
     measured: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     scope: str = ""
+    #: Turns an operation's name into a node's base name (a frontend's naming scheme).
+    namer: Callable[[str], str] | None = None
     _counts: dict[str, int] = field(default_factory=dict)
 
     # -- nodes ---------------------------------------------------------------------------
     def unique(self, name: str) -> str:
         """``name`` made unique among the nodes (with the scope in front)."""
+        if self.namer is not None:
+            name = self.namer(name)
         base = f"{self.scope}.{name}" if self.scope else name
         count = self._counts.get(base, 0)
         self._counts[base] = count + 1
@@ -384,13 +388,22 @@ class GraphBuilder:
             raise Unsupported("a tensor that does not depend on the input")
         if len(x.parts) == 1:
             return x.parts[0].node
-        extents = tuple(max(self.extents(p.node)[a] for p in x.parts) for a in range(self.ndim))
+        placed = [self._placement(p, x.shape) for p in x.parts]
+        extents = tuple(
+            max(
+                sizes[a] if sizes[a] is not None else self.extents(p.node)[a]
+                for p, (sizes, _) in zip(x.parts, placed, strict=True)
+            )
+            for a in range(self.ndim)
+        )
         edges = []
-        for p in x.parts:
+        for p, (sizes, offsets) in zip(x.parts, placed, strict=True):
             ext = self.extents(p.node)
             windows: list[Window] = []
             for a in range(self.ndim):
-                if ext[a] == extents[a]:
+                if sizes[a] is not None and sizes[a] == extents[a]:
+                    windows.append(Conv(1, 1, 1, -offsets[a]) if offsets[a] else IDENTITY)
+                elif ext[a] == extents[a]:
                     windows.append(IDENTITY)
                 elif ext[a] == 1:
                     windows.append(BROADCAST)
@@ -398,6 +411,69 @@ class GraphBuilder:
                     windows.append(Whole(ext[a]))
             edges.append((p.node, windows))
         return self.add_node(name, "merge", extents, edges, x.shape)
+
+    def _placement(self, p: Part, shape: tuple[int, ...]) -> tuple[list[int | None], list[int]]:
+        """Per axis: the tensor dim size and the offset of ``p`` along it, for axes that
+        sit whole in one dim of the part (None elsewhere)."""
+        sizes: list[int | None] = [None] * self.ndim
+        offsets = [0] * self.ndim
+        ext = self.extents(p.node)
+        for d, dim in enumerate(p.layout):
+            if len(dim) == 1 and dim[0][0] >= 0 and dim[0][2] == 1 and ext[dim[0][0]] == dim[0][1]:
+                sizes[dim[0][0]] = shape[d]
+                offsets[dim[0][0]] = p.region[d][0]
+        return sizes, offsets
+
+    def assign(self, base: TensorRef, region: Region, value: TensorRef) -> TensorRef:
+        """``base`` with the block ``region`` replaced by ``value`` (an in-place write
+        into a slice: ``x[..., a:b] = y``)."""
+        if len(region) != len(base.shape) or tuple(b - a for a, b in region) != value.shape:
+            raise Unsupported("an in-place write whose value does not fit its slice")
+        parts: list[Part] = []
+        for p in base.parts:
+            parts.extend(self._outside(p, region))
+        for p in value.parts:
+            shifted = tuple(
+                (a + lo, b + lo) for (a, b), (lo, _) in zip(p.region, region, strict=True)
+            )
+            parts.append(Part(p.node, shifted, p.layout))
+        return TensorRef(base.shape, tuple(parts))
+
+    def _outside(self, p: Part, region: Region) -> list[Part]:
+        """The pieces of ``p`` outside the box ``region``."""
+        if any(b <= lo or a >= hi for (a, b), (lo, hi) in zip(p.region, region, strict=True)):
+            return [p]
+        pieces: list[Part] = []
+        rest = p
+        for d, (lo, hi) in enumerate(region):
+            a, b = rest.region[d]
+            if a < lo:
+                pieces.append(self._crop(rest, d, a, lo))
+            if b > hi:
+                pieces.append(self._crop(rest, d, hi, b))
+            rest = self._crop(rest, d, max(a, lo), min(b, hi))
+        return pieces
+
+    def _crop(self, p: Part, d: int, start: int, stop: int) -> Part:
+        """``p`` restricted to ``[start, stop)`` along dim ``d`` (tensor coordinates)."""
+        a, b = p.region[d]
+        if (start, stop) == (a, b):
+            return p
+        region = list(p.region)
+        region[d] = (start, stop)
+        layout = list(p.layout)
+        if not _spatial(p.layout[d]):
+            layout[d] = _flat(stop - start)
+            return Part(p.node, tuple(region), tuple(layout))
+        axis = _simple_axis(p.layout[d], self.extents(p.node))
+        assert axis is not None
+        windows = [IDENTITY] * self.ndim
+        windows[axis] = Conv(1, 1, 1, start - a)
+        extents = list(self.extents(p.node))
+        extents[axis] = stop - start
+        node = self.add_node("crop", "slice", tuple(extents), [(p.node, windows)], None)
+        layout[d] = ((axis, stop - start, 1),) if stop - start > 1 else _flat(1)
+        return Part(node, tuple(region), tuple(layout))
 
     # -- layout operations (no node) ---------------------------------------------------
     def constant(self, shape: Sequence[int]) -> TensorRef:
@@ -818,8 +894,6 @@ class GraphBuilder:
                     axis = _simple_axis(p.layout[d], self.extents(p.node))
                     if axis is None:
                         continue  # a window over a dim without positions (channels)
-                    if p.region[d] != (0, _dim_size(p.layout[d])):
-                        raise Unsupported("a sliding window over a block of a concatenation")
                     if axis in slide_axes and slide_axes[axis][0] != r.dim:
                         raise Unsupported("two windows over one axis")
                     slide_axes[axis] = (r.dim, r.window)
@@ -946,7 +1020,7 @@ class GraphBuilder:
                 continue
             if isinstance(r, Slide):
                 axis = atoms[0][0]
-                windows[axis] = r.window
+                windows[axis] = _shifted(r.window, p.region[d][0])
                 continue
             target = out_dims[r.dim] if isinstance(r, Same) else None
             for a, n, s in atoms:
@@ -969,6 +1043,15 @@ class GraphBuilder:
                 continue
             out.append(digits_window(tuple(kept.get(a, ())), tuple(free.get(a, ())), ext[a]))
         return out
+
+
+def _shifted(window: Window, start: int) -> Window:
+    """``window`` for a block that starts at ``start`` of its dim (zeros elsewhere)."""
+    if start == 0:
+        return window
+    if isinstance(window, Conv) and window.pad_mode is PadMode.ZEROS:
+        return Conv(window.kernel, window.stride, window.dilation, window.offset - start)
+    raise Unsupported("a window over a block of a concatenation")
 
 
 def _reshape_groups(old: Sequence[int], new: Sequence[int]) -> list[tuple[list[int], list[int]]]:
