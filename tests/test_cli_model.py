@@ -62,10 +62,11 @@ def test_text_report(capsys, spec):
     assert "padding:         3\n" in out
     assert "aligned: yes" in out
     table = out[out.index("node ") :].splitlines()
-    assert [line.split()[0] for line in table[2:-1]] == ["input_1", "_0", "_2", "_3"]
-    assert table[-1].startswith("(1 row hidden")  # the ReLU row does not change anything
+    # rows are named after the modules; the ReLU reads its input as it is (no row)
+    assert [line.split()[0] for line in table[2:]] == ["x", "0", "2", "3"]
+    assert [line.split()[1] for line in table[2:]] == ["input", "Conv2d", "MaxPool2d", "Conv2d"]
     code, out_all, _ = run(capsys, "model", spec("build"), "-s", "1,16,16", "--all")
-    assert "_1 " in out_all and "hidden" not in out_all
+    assert "hidden" not in out_all
     # an input smaller than the receptive field: RF 8 on a 6x7 input, unit (1, 2) of the
     # 3x3 grid starts at 2 * 1 - 3 = -1 (rows) and 2 * 2 - 3 = 1 (columns)
     code, out, _ = run(capsys, "model", spec("build"), "-s", "1,6,7", "-u", "1,2", "--measure")
@@ -80,8 +81,8 @@ def test_json_has_the_issue_keys(capsys, spec):
     assert code == 0
     assert d["receptive_field"] == [8, 8] and d["stride"] == [2, 2] and d["padding"] == [3, 3]
     assert d["min_receptive_field"] == [8, 8] and d["aligned"] is True
-    assert [row["name"] for row in d["layers"]] == ["input_1", "_0", "_1", "_2", "_3"]
-    assert d["layers"][2]["receptive_field"] == [3, 3] and d["layers"][3]["stride"] == [2, 2]
+    assert [row["name"] for row in d["layers"]] == ["x", "0", "2", "3"]
+    assert d["layers"][1]["receptive_field"] == [3, 3] and d["layers"][2]["stride"] == [2, 2]
     assert d["shape"] == [1, 2, 8, 6] and d["grid"] == [8, 6]
     assert "measured" not in d
 
@@ -152,7 +153,7 @@ def test_layer_by_module_and_fx_node_name(capsys, spec):
         run(capsys, "model", spec("build"), "-s", "1,12,12", "-l", "_2", "--json")[1]
     )
     assert by_module == by_node
-    assert by_node["node"] == "_2" and by_node["receptive_field"] == [4, 4]
+    assert by_node["node"] == "2" and by_node["receptive_field"] == [4, 4]
     assert by_node["stride"] == [2, 2] and by_node["padding"] == [1, 1]
 
 
@@ -202,7 +203,7 @@ def test_weights(capsys, spec, tmp_path):
         (["{}:build", "-s", "a,b,c"], "comma-separated integers"),
         (["{}:build", "-s", "3,8,8"], "forward failed on input size [3, 8, 8]"),
         (["{}:build", "-s", "1,1,1"], "forward failed on input size [1, 1, 1]"),
-        (["{}:build", "-s", "1,8,8", "--layer", "nope"], "layer 'nope' is neither"),
+        (["{}:build", "-s", "1,8,8", "--layer", "nope"], "no layer named 'nope'"),
         (["{}:build", "-s", "1,8,8", "--unit", "9,9"], "outside the output grid"),
         (["{}:build", "-s", "1,8,8", "--unit", "1,x"], "unit must be comma-separated"),
         (["{}:classifier", "-s", "1,8,8", "--unit", "0,0"], "has no spatial grid"),

@@ -291,15 +291,17 @@ class GraphBuilder:
     measured: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     scope: str = ""
-    #: Turns an operation's name into a node's base name (a frontend's naming scheme).
-    namer: Callable[[str], str] | None = None
+    #: Turns an operation's name into a node's base name (a frontend's naming scheme),
+    #: or into ``(name, label)`` where ``label`` replaces the node's op in the table.
+    namer: Callable[[str], str | tuple[str, str]] | None = None
     _counts: dict[str, int] = field(default_factory=dict)
 
     # -- nodes ---------------------------------------------------------------------------
     def unique(self, name: str) -> str:
         """``name`` made unique among the nodes (with the scope in front)."""
         if self.namer is not None:
-            name = self.namer(name)
+            named = self.namer(name)
+            name = named if isinstance(named, str) else named[0]
         base = f"{self.scope}.{name}" if self.scope else name
         count = self._counts.get(base, 0)
         self._counts[base] = count + 1
@@ -320,7 +322,20 @@ class GraphBuilder:
         measured: bool = False,
     ) -> str:
         """Add a node (``name`` is made unique); return its name."""
-        unique = self.unique(name)
+        if self.namer is not None:
+            named = self.namer(name)
+            if not isinstance(named, str):
+                name, label = named
+                op = f"{label} (measured)" if measured else label
+            else:
+                name = named
+            namer, self.namer = self.namer, None
+            try:
+                unique = self.unique(name)
+            finally:
+                self.namer = namer
+        else:
+            unique = self.unique(name)
         seen: list[tuple[str, tuple[Window, ...]]] = []
         for source, windows in edges:
             item = (source, tuple(windows))
@@ -391,7 +406,7 @@ class GraphBuilder:
         placed = [self._placement(p, x.shape) for p in x.parts]
         extents = tuple(
             max(
-                sizes[a] if sizes[a] is not None else self.extents(p.node)[a]
+                int(size) if (size := sizes[a]) is not None else self.extents(p.node)[a]
                 for p, (sizes, _) in zip(x.parts, placed, strict=True)
             )
             for a in range(self.ndim)
@@ -472,7 +487,7 @@ class GraphBuilder:
         extents = list(self.extents(p.node))
         extents[axis] = stop - start
         node = self.add_node("crop", "slice", tuple(extents), [(p.node, windows)], None)
-        layout[d] = ((axis, stop - start, 1),) if stop - start > 1 else _flat(1)
+        layout[d] = ((axis, stop - start, 1),)
         return Part(node, tuple(region), tuple(layout))
 
     # -- layout operations (no node) ---------------------------------------------------
@@ -643,7 +658,7 @@ class GraphBuilder:
             extents = list(self.extents(p.node))
             extents[axis] = count
             node = self.add_node(name, op, tuple(extents), [(p.node, windows)], tuple(shape))
-            layout[d] = ((axis, count, 1),) if count > 1 else _flat(1)
+            layout[d] = ((axis, count, 1),)
             parts.append(Part(node, tuple(region), tuple(layout)))
         return TensorRef(tuple(shape), tuple(parts))
 
@@ -897,6 +912,16 @@ class GraphBuilder:
                     if axis in slide_axes and slide_axes[axis][0] != r.dim:
                         raise Unsupported("two windows over one axis")
                     slide_axes[axis] = (r.dim, r.window)
+        # a block without positions along a slid dim (a padding column written in
+        # place, a broadcast): give it the positions of the block it occupies
+        for i, (p, rel, in_shape) in enumerate(feeds):
+            for d, r in enumerate(rel):
+                if not isinstance(r, Slide) or _spatial(p.layout[d]):
+                    continue
+                axes = [a for a, (od, _) in slide_axes.items() if od == r.dim]
+                if axes:
+                    p = self._spread(p, d, axes[0])
+                    feeds[i] = (p, rel, in_shape)
         # output extents: kept digits renormalised, slid axes resized
         kept_atoms: dict[int, list[tuple[int, int, int]]] = {}  # axis -> (dim, size, step)
         for d, dim in enumerate(out_dims):
@@ -923,7 +948,7 @@ class GraphBuilder:
             dim = out_dims[d]
             slid = [a for a, (sd, _) in slide_axes.items() if sd == d]
             if slid:
-                layout.append(((slid[0], size, 1),) if size > 1 else _flat(size))
+                layout.append(((slid[0], size, 1),))
             elif dim is None:
                 layout.append(_flat(size))
             else:
@@ -974,6 +999,20 @@ class GraphBuilder:
             for dim in layout
         )
         return Part(node, p.region, renumbered)
+
+    def _spread(self, p: Part, d: int, axis: int) -> Part:
+        """``p`` given positions along ``axis`` on dim ``d``, which it does not vary along."""
+        size = p.region[d][1] - p.region[d][0]
+        windows: list[Window] = [IDENTITY] * self.ndim
+        windows[axis] = BROADCAST
+        extents = list(self.extents(p.node))
+        if extents[axis] != 1:
+            raise Unsupported("a block whose positions sit in another dim")
+        extents[axis] = size
+        node = self.add_node("spread", "broadcast", tuple(extents), [(p.node, windows)], None)
+        layout = list(p.layout)
+        layout[d] = ((axis, size, 1),)
+        return Part(node, p.region, tuple(layout))
 
     def _crop_to_cell(
         self,

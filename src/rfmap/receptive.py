@@ -654,6 +654,7 @@ class ReceptiveField(_Axes):
     _boxer: Callable[[tuple[int, ...], bool], tuple[tuple[int, int], ...]] | None = field(
         default=None, repr=False, compare=False
     )
+    _aliases: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def ndim(self) -> int:
@@ -677,10 +678,15 @@ class ReceptiveField(_Axes):
         return self._boxer(units, clip)
 
     def layer(self, name: str) -> LayerRF:
-        """The table row of node ``name``."""
+        """The table row of node ``name`` (or of the node a module name stands for)."""
         for row in self.layers:
             if row.name == name:
                 return row
+        alias = self._aliases.get(name)
+        if alias is not None:
+            for row in self.layers:
+                if row.name == alias:
+                    return row
         names = ", ".join(r.name for r in self.layers)
         raise InvalidSpecError(f"no layer named {name!r}; layers: {names}")
 
@@ -726,10 +732,13 @@ def graph_rf(
     *,
     method: str = "analytic",
     notes: Sequence[str] = (),
+    aliases: Mapping[str, str] | None = None,
 ) -> ReceptiveField:
     """Analyse ``graph`` and return the receptive field of ``node`` (default: the output).
 
-    The per-layer table holds every node ``node`` depends on, in graph order.
+    The per-layer table holds every node ``node`` depends on, in graph order;
+    ``aliases`` (module name -> node) let :meth:`ReceptiveField.layer` find rows by the
+    names a user knows.
     """
     name = graph.output if node is None else node
     if name not in graph.nodes:
@@ -765,6 +774,7 @@ def graph_rf(
         local_receptive_field=top.local_receptive_field,
         local_start=top.local_start,
         _boxer=boxer,
+        _aliases=dict(aliases or {}),
     )
 
 

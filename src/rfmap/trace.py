@@ -157,7 +157,9 @@ def model_rf(
     try:
         with _gc_paused(), _eval_mode(model):
             traced = frontend.trace(model, size, method.value)
-            return graph_rf(traced.graph, traced.resolve(layer), notes=traced.notes)
+            return graph_rf(
+                traced.graph, traced.resolve(layer), notes=traced.notes, aliases=traced.aliases
+            )
     except frontend.GiveUp as exc:
         if method is Method.ANALYTIC:
             raise ModelError(f"cannot analyse the model: {exc}") from exc

@@ -29,10 +29,10 @@ class Traced:
         """The graph node of ``layer`` (a node or an alias; default: the output)."""
         if layer is None:
             return self.graph.output
-        if layer in self.graph.nodes:
-            return layer
         if layer in self.aliases:
             return self.aliases[layer]
+        if layer in self.graph.nodes:
+            return layer
         names = list(self.aliases) + list(self.graph.nodes)
         close = difflib.get_close_matches(layer, names, n=3)
         hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""

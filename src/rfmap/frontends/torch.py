@@ -31,7 +31,7 @@ from typing import Any
 from ..builder import GraphBuilder, TensorRef, Unsupported
 from ..errors import ModelError, RFMapError, UnsupportedLayerError
 from ..gradient import require_torch
-from ..windows import IDENTITY, Table, Window
+from ..windows import BROADCAST, IDENTITY, Table, Whole, Window
 from .base import Traced
 from .torch_rules import OpContext, install, module_rule, rule_for
 
@@ -95,10 +95,13 @@ class _Capture:
     views: dict[int, tuple[Any, Any, dict[str, Any]]] = field(default_factory=dict)
     meta_copies: dict[int, Any] = field(default_factory=dict)
     stack: list[str] = field(default_factory=list)
-    used: dict[str, int] = field(default_factory=dict)
+    counts: list[int] = field(default_factory=list)
     aliases: dict[str, TensorRef] = field(default_factory=dict)
     leaf_nodes: dict[str, str] = field(default_factory=dict)
     measured_ops: list[str] = field(default_factory=list)
+    calls: dict[str, int] = field(default_factory=dict)
+    pending: list[Any] = field(default_factory=list)
+    fx_aliases: dict[str, TensorRef] = field(default_factory=dict)
 
     # -- tensors -----------------------------------------------------------------------
     def ref(self, value: Any) -> TensorRef | None:
@@ -130,14 +133,17 @@ class _Capture:
         return copy_
 
     # -- names -------------------------------------------------------------------------
-    def node_name(self, op: str) -> str:
-        """The base name of a node made by ``op``: the module's name for the first node
-        of a leaf module, else ``module.op``."""
-        scope = self.stack[-1] if self.stack else ""
-        count = self.used.get(scope, 0)
-        self.used[scope] = count + 1
+    def node_name(self, op: str) -> str | tuple[str, str]:
+        """The base name of a node made by ``op``: the module's name (and class, as the
+        node's op) for the first node of a call of a leaf module, else ``module.op``."""
+        op = op.rstrip("_") or op
+        if not self.stack:
+            return op
+        scope = self.stack[-1]
+        count = self.counts[-1]
+        self.counts[-1] = count + 1
         if scope and count == 0 and scope in self.leaf_nodes:
-            return scope
+            return scope, self.leaf_nodes[scope]
         return f"{scope}.{op}" if scope else op
 
 
@@ -164,6 +170,10 @@ _CONSTANT_LIKE = frozenset(
 )
 
 
+#: Operations that read values (``.item()``, ``bool(x)``): the forward is run on real tensors.
+_NEEDS_VALUES = frozenset(("_local_scalar_dense", "is_nonzero", "equal", "nonzero", "item"))
+
+
 def _make_mode(capture: _Capture) -> Any:
     torch = require_torch()
     from torch.utils._python_dispatch import TorchDispatchMode
@@ -171,8 +181,8 @@ def _make_mode(capture: _Capture) -> Any:
 
     Tensor = torch.Tensor
 
-    class Mode(TorchDispatchMode):  # type: ignore[misc]
-        def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+    class Mode(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
             kwargs = kwargs or {}
             flat, spec = tree_flatten((args, kwargs))
             refs = capture.refs
@@ -199,6 +209,8 @@ def _make_mode(capture: _Capture) -> Any:
                     capture.views[id(out)] = (args[0], func, bind(func, args, kwargs))
                     capture.keep.append(out)
                 return out
+            if short in _NEEDS_VALUES and not capture.real:
+                raise _NeedReal(f"{short} reads the values of a tensor")
             if short in _CONSTANT_LIKE:
                 if capture.real:
                     return func(*args, **kwargs)
@@ -212,12 +224,12 @@ def _make_mode(capture: _Capture) -> Any:
                 if ckwargs.get("device") is not None:
                     ckwargs = {**ckwargs, "device": torch.device("cpu")}
                 return func(*cargs, **ckwargs)
-            if in_place and not capture.real and args and not args[0].is_meta:
-                raise _NeedReal(
-                    f"{short} writes a tensor that depends on the input into a constant"
-                )
             if capture.real:
                 out = func(*args, **kwargs)
+            elif in_place and args and isinstance(args[0], Tensor) and not args[0].is_meta:
+                # a value that depends on the input written into a real tensor: the
+                # tensor is tracked from now on (its values are never read again)
+                out = args[0]
             else:
                 out = func(*tree_map(capture.to_meta, args), **tree_map(capture.to_meta, kwargs))
             bound = bind(func, args, kwargs)
@@ -265,8 +277,7 @@ def _record(
     if in_place and args and isinstance(args[0], torch.Tensor):
         target = args[0]
         ref = results[0] if isinstance(results[0], TensorRef) else None
-        if capture.real or target.is_meta:
-            capture.track(target, ref)
+        capture.track(target, ref)
         _write_back(capture, target, ref)
 
 
@@ -327,8 +338,6 @@ def _write_back(capture: _Capture, tensor: Any, ref: TensorRef | None) -> None:
             new = b.assign(base_ref, tuple(region), value)
         except Unsupported as exc:
             raise GiveUp(f"an in-place write into a slice: {exc}") from exc
-        if not capture.real and not base.is_meta and not new.constant:
-            raise _NeedReal("an in-place write into a constant tensor")
         capture.track(base, new)
         tensor, ref = base, new
 
@@ -342,13 +351,15 @@ def _measure_op(
     name: str,
     reason: Exception,
 ) -> Any:
-    """Measure one operation the rules cannot express, with the gradient."""
+    """A node for an operation the rules cannot express, to be measured with the
+    gradient once the forward is done (autograd does not run inside a dispatch mode)."""
     torch = require_torch()
-    from torch.utils._pytree import tree_flatten, tree_unflatten
+    from torch.utils._pytree import tree_flatten
 
-    from ..measure import first_tensor, measure_windows
+    from ..builder import Part
+    from ..measure import first_tensor
 
-    what = f"{func} ({name})"
+    what = f"{_short(func)} ({func})"
     if capture.method == Method.ANALYTIC:
         raise UnsupportedLayerError(
             f"cannot derive the receptive field of {what}: {reason}; "
@@ -359,74 +370,97 @@ def _measure_op(
     refs = [capture.refs[id(flat[i])] for i in dep]
     result = first_tensor(out)
     if result is None or not dep:
-        raise GiveUp(f"{what} ({reason})")
+        raise GiveUp(f"{what}: {reason}")
     dims = [r.spatial_dims() for r in refs]
     if any(d is None for d in dims):
-        raise GiveUp(f"{what} ({reason}) on a tensor whose positions are packed")
-    first = refs[0]
-    if result.dim() != len(first.shape):
-        raise GiveUp(f"{what} ({reason}) changes the number of dims")
+        raise GiveUp(f"{what}: {reason}, on a tensor whose positions are packed")
+    if result.dim() != len(refs[0].shape):
+        raise GiveUp(f"{what}: {reason}, and it changes the number of dims")
     out_dims = dict(dims[0] or {})
     realised = [
-        torch.ones(a.shape, dtype=a.dtype) if isinstance(a, torch.Tensor) and a.is_meta else a
+        torch.ones(a.shape, dtype=a.dtype)
+        if isinstance(a, torch.Tensor) and a.is_meta
+        else a.detach().clone()
+        if isinstance(a, torch.Tensor)
+        else a
         for a in flat
     ]
-
-    def call(*values: Any) -> Any:
-        full = list(realised)
-        for i, v in zip(range(len(full)), values, strict=False):
-            full[i] = v
-        a, k = tree_unflatten(full, spec)
-        return func(*a, **k)
-
-    mode = torch.utils._python_dispatch._get_current_dispatch_mode()  # type: ignore[attr-defined]
-    try:
-        with torch.utils._python_dispatch._disable_current_modes(), torch.enable_grad():  # type: ignore[attr-defined]
-            measured = measure_windows(call, realised, dep, [d or {} for d in dims], out_dims)
-    except RFMapError:
-        raise
-    except Exception as exc:
-        raise GiveUp(f"{what}: measuring it failed: {exc}") from exc
-    del mode
-    if measured is None:
-        raise GiveUp(f"{what} ({reason}) cannot be measured as one op")
     b = capture.builder
-    ndim = b.ndim
     shape = tuple(int(n) for n in result.shape)
-    extents = [1] * ndim
+    extents = [1] * b.ndim
     for axis, d in out_dims.items():
         extents[axis] = shape[d]
-    edges = []
-    for ref, windows in zip(refs, measured, strict=True):
-        src_ext = b.extents(ref.parts[0].node)
-        per_axis: list[Window] = []
-        for a in range(ndim):
-            if a in windows:
-                per_axis.append(Table(windows[a]))
-            elif src_ext[a] == extents[a]:
-                per_axis.append(IDENTITY)
-            else:
-                per_axis.append(Table(((0,),) * extents[a]) if src_ext[a] == 1 else IDENTITY)
-        edges.append((ref.parts[0].node, per_axis))
+    placeholder = [(ref.parts[0].node, [IDENTITY] * b.ndim) for ref in refs]
     node = b.add_node(
-        name, f"{_short(func)} (measured)", tuple(extents), edges, shape, measured=True
+        name, f"{_short(func)} (measured)", tuple(extents), placeholder, shape, measured=True
     )
+    capture.pending.append(
+        _Pending(node, func, realised, spec, dep, [d or {} for d in dims], out_dims, refs)
+    )
+    axis_of = {d: a for a, d in out_dims.items()}
     layout = tuple(
-        ((axis, shape[d], 1),)
-        if shape[d] > 1
-        else ((-1, 1, 0),)
-        if (axis := next((a for a, dd in out_dims.items() if dd == d), None)) is not None
-        else ((-1, shape[d], 0),)
+        ((axis_of[d], shape[d], 1),) if d in axis_of else ((-1, shape[d], 0),)
         for d in range(len(shape))
     )
-    from ..builder import Part
-
     ref = TensorRef(shape, (Part(node, tuple((0, n) for n in shape), layout),))
     b.notes.append(f"{what} is not supported ({reason}): measured with the gradient")
-    capture.measured_ops.append(node)
     if isinstance(out, (tuple, list)):
         return tuple(ref if i == 0 else None for i in range(len(out)))
     return ref
+
+
+@dataclass
+class _Pending:
+    """An operation to measure with the gradient after the forward."""
+
+    node: str
+    func: Any
+    inputs: list[Any]
+    spec: Any
+    dep: list[int]
+    in_dims: list[dict[int, int]]
+    out_dims: dict[int, int]
+    refs: list[TensorRef]
+
+
+def _measure_pending(capture: _Capture) -> None:
+    """Measure the operations the rules could not express, and give their nodes windows."""
+    torch = require_torch()
+    from torch.utils._pytree import tree_unflatten
+
+    from ..measure import measure_windows
+
+    b = capture.builder
+    for job in capture.pending:
+
+        def call(*values: Any, job: _Pending = job) -> Any:
+            a, k = tree_unflatten(list(values), job.spec)
+            return job.func(*a, **k)
+
+        what = f"{_short(job.func)} ({job.func})"
+        try:
+            with torch.enable_grad():
+                measured = measure_windows(call, job.inputs, job.dep, job.in_dims, job.out_dims)
+        except RFMapError:
+            raise
+        except Exception as exc:
+            raise GiveUp(f"{what}: measuring it failed: {_one_line(exc)}") from exc
+        if measured is None:
+            raise GiveUp(f"{what} cannot be measured as one operation")
+        record = b.nodes[job.node]
+        edges = []
+        for ref, windows in zip(job.refs, measured, strict=True):
+            src_ext = b.extents(ref.parts[0].node)
+            per_axis: list[Window] = []
+            for a in range(b.ndim):
+                if a in windows:
+                    per_axis.append(Table(windows[a]))
+                elif src_ext[a] == record.extents[a]:
+                    per_axis.append(IDENTITY)
+                else:
+                    per_axis.append(BROADCAST if src_ext[a] == 1 else Whole(src_ext[a]))
+            edges.append((ref.parts[0].node, tuple(per_axis)))
+        record.edges = edges
 
 
 # -- running the model ---------------------------------------------------------------------
@@ -442,9 +476,12 @@ def _module_hooks(capture: _Capture, model: Any) -> Iterator[None]:
 
     def pre(module: Any, args: Any) -> None:
         capture.stack.append(names.get(id(module), capture.stack[-1] if capture.stack else ""))
+        capture.counts.append(0)
 
     def post(module: Any, args: Any, output: Any) -> None:
         name = capture.stack.pop() if capture.stack else ""
+        if capture.counts:
+            capture.counts.pop()
         if id(module) not in names:
             return
         from ..measure import first_tensor
@@ -453,8 +490,14 @@ def _module_hooks(capture: _Capture, model: Any) -> Iterator[None]:
         if tensor is not None:
             ref = capture.ref(tensor)
             if ref is not None:
-                capture.aliases.setdefault(name, ref)
+                # the module's name is its last call; torch.fx's names (dots as
+                # underscores, '_k' for the k-th call) each call
+                calls = capture.calls.get(name, 0)
+                capture.calls[name] = calls + 1
                 capture.aliases[name] = ref
+                fx = name.replace(".", "_")
+                fx = f"_{fx}" if fx[:1].isdigit() else fx
+                capture.fx_aliases.setdefault(fx if calls == 0 else f"{fx}_{calls}", ref)
 
     overridden: list[tuple[Any, Any]] = []
     for module in model.modules():
@@ -535,6 +578,7 @@ def _run(model: Any, size: tuple[int, ...], method: str, real: bool) -> tuple[_C
     mode = _make_mode(capture)
     with torch.no_grad(), _module_hooks(capture, model), mode:
         out = model(x)
+    _measure_pending(capture)
     return capture, out
 
 
@@ -547,11 +591,12 @@ def trace(model: Any, size: tuple[int, ...], method: str = Method.AUTO) -> Trace
     ``method='analytic'``.
     """
     install()
+    _check_forward(model)
     try:
         capture, out = _run(model, size, method, real=False)
-    except (RFMapError, GiveUp):
+    except RFMapError:
         raise
-    except Exception:  # _NeedReal, or a forward that wants real values
+    except Exception:  # a forward that wants real values, or an op measured on them
         try:
             capture, out = _run(model, size, method, real=True)
         except (RFMapError, GiveUp):
@@ -562,6 +607,33 @@ def trace(model: Any, size: tuple[int, ...], method: str = Method.AUTO) -> Trace
                 f"{type(exc).__name__}: {_one_line(exc)}"
             ) from exc
     return _finish(capture, out)
+
+
+def _check_forward(model: Any) -> None:
+    """A clear error for a forward that needs more than the one input rfmap feeds it."""
+    import inspect
+
+    try:
+        params = list(inspect.signature(model.forward).parameters.values())
+    except (TypeError, ValueError):
+        return
+    kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    positional = [p for p in params if p.kind in kinds or p.kind is p.VAR_POSITIONAL]
+    if not positional:
+        raise ModelError("the model's forward takes no input")
+    required = [
+        p.name
+        for p in params[1:]
+        if p.default is inspect.Parameter.empty
+        and p.kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+    ]
+    if params[0].kind is inspect.Parameter.VAR_POSITIONAL:
+        required = []
+    if required:
+        raise ModelError(
+            f"the model's forward needs more inputs than one tensor ({', '.join(required)} "
+            "too); rfmap feeds it the input alone: wrap the model so that it takes one tensor"
+        )
 
 
 def _finish(capture: _Capture, out: Any) -> Traced:
@@ -581,13 +653,14 @@ def _finish(capture: _Capture, out: Any) -> Traced:
     for name, ref in capture.aliases.items():
         if name and not ref.constant:
             aliases[name] = b.merged(ref, f"{name}.merge")
-    for name, node in list(aliases.items()):
-        aliases.setdefault(name.replace(".", "_"), node)
-    # rows of leaf modules carry the module's class as their op
-    for name, kind in capture.leaf_nodes.items():
+    for name, ref in capture.fx_aliases.items():
+        if name not in aliases and not ref.constant:
+            aliases[name] = b.merged(ref, f"{name}.merge")
+    # rows of leaf modules show the shape of the module's output
+    for name, ref in capture.aliases.items():
         record = b.nodes.get(name)
-        if record is not None:
-            record.op = kind
+        if record is not None and len(ref.parts) == 1 and ref.parts[0].node == name:
+            record.shape = tuple(ref.shape)
     graph = b.graph(outputs)
     return Traced(graph, aliases, list(b.measured), list(b.notes))
 

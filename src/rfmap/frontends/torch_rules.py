@@ -255,8 +255,8 @@ erfinv sin cos tan asin acos atan sinh cosh tanh asinh acosh atanh sigmoid logit
 gelu silu mish hardswish hardsigmoid hardtanh leaky_relu elu selu celu softplus softshrink
 hardshrink threshold tanhshrink log_sigmoid_forward rrelu clamp clamp_min clamp_max clip
 floor ceil round trunc frac nan_to_num isnan isinf isfinite logical_not bitwise_not
-_to_copy clone alias detach lift_fresh lift_fresh_copy contiguous fill zero positive
-_conj conj resolve_conj resolve_neg bernoulli native_dropout dropout feature_dropout
+_to_copy clone alias detach lift_fresh lift_fresh_copy contiguous positive
+_conj conj resolve_conj resolve_neg native_dropout dropout feature_dropout
 alpha_dropout feature_alpha_dropout _prelu_kernel prelu
 """
 _BINARY = """
@@ -294,7 +294,9 @@ def _tensor_refs(ctx: OpContext, value: Any) -> list[TensorRef | None]:
 
 
 def _short(op: Any) -> str:
-    return str(getattr(op, "__name__", op)).split(".")[0]
+    """``add`` for ``aten.add_.Tensor``: the op's name, in-place or not."""
+    name = str(getattr(op, "__name__", op)).split(".")[0]
+    return name.rstrip("_") or name
 
 
 # -- layouts -----------------------------------------------------------------------------
@@ -718,6 +720,22 @@ def _index_select(ctx: OpContext) -> Any:
     return ctx.builder.apply(ctx.name, "index_select", ctx.shape, [(x, rel)])
 
 
+def _copy(ctx: OpContext) -> Any:
+    """``copy_(self, src)``: self now holds src (broadcast)."""
+    src = ctx.ref(ctx.args.get("src", ctx.args.get("other")))
+    if src is None:
+        return None
+    return ctx.builder.expand(src, ctx.shape)
+
+
+def _as_strided(ctx: OpContext) -> Any:
+    """``as_strided``: only the restriding of a tensor to its own shape (memory format)."""
+    x = ctx.need()
+    if tuple(int(n) for n in ctx.arg("size")) != tuple(x.shape) or ctx.arg("storage_offset", 0):
+        raise Unsupported("as_strided to another shape")
+    return x
+
+
 def _constant(ctx: OpContext) -> Any:
     return ctx.same(None)
 
@@ -856,6 +874,10 @@ def install() -> None:
     register_rule(aten.index, aten._unsafe_index)(_index)
     register_rule(aten.index_select)(_index_select)
     register_rule(aten.repeat)(_repeat)
+    register_rule(aten.copy_, aten.copy)(_copy)
+    register_rule(aten._local_scalar_dense, aten.is_nonzero, aten.equal)(_constant)
+    register_rule(aten.as_strided, aten.as_strided_)(_as_strided)
+    register_rule(*ops(_words("fill zero bernoulli")))(_constant)
     register_rule(
         *ops(
             _words(
