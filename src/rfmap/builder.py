@@ -427,6 +427,37 @@ class GraphBuilder:
             edges.append((p.node, windows))
         return self.add_node(name, "merge", extents, edges, x.shape)
 
+    def consolidate(self, x: TensorRef, name: str = "gather") -> TensorRef:
+        """``x`` as one part covering the whole tensor, when its parts differ only in
+        dims without positions (channels concatenated or padded): a node that reads them
+        all; the constant elements are taken to read the same positions (a harmless
+        over-approximation: they are not positions)."""
+        if x.constant or x.single is not None:
+            return x
+        rank = len(x.shape)
+        first = x.parts[0]
+        layout: list[Dim] = []
+        for d in range(rank):
+            spatial = [p.layout[d] for p in x.parts if _spatial(p.layout[d])]
+            if not spatial:
+                layout.append(_flat(x.shape[d]))
+                continue
+            if any(
+                p.layout[d] != spatial[0] or p.region[d] != (0, x.shape[d]) for p in x.parts
+            ):
+                raise Unsupported("a reshape across the blocks of a concatenation")
+            layout.append(spatial[0])
+        extents = self.extents(first.node)
+        if any(self.extents(p.node) != extents for p in x.parts):
+            raise Unsupported("a reshape across blocks of different grids")
+        if len(x.parts) == 1:
+            node = first.node
+        else:
+            node = self.add_node(
+                name, "gather", extents, [(p.node, [IDENTITY] * self.ndim) for p in x.parts], None
+            )
+        return TensorRef(x.shape, (Part(node, _full(x.shape), tuple(layout)),))
+
     def _placement(self, p: Part, shape: tuple[int, ...]) -> tuple[list[int | None], list[int]]:
         """Per axis: the tensor dim size and the offset of ``p`` along it, for axes that
         sit whole in one dim of the part (None elsewhere)."""
@@ -503,6 +534,9 @@ class GraphBuilder:
         if new == x.shape or x.constant:
             return TensorRef(new, x.parts) if new == x.shape else self.constant(new)
         groups = _reshape_groups(x.shape, new)
+        merging = {d for olds, news in groups if len(olds) + len(news) > 2 for d in olds}
+        if any(p.region[d] != (0, x.shape[d]) for p in x.parts for d in merging):
+            x = self.consolidate(x)
         parts = []
         for part in x.parts:
             region: list[tuple[int, int]] = []
