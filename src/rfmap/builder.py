@@ -442,9 +442,7 @@ class GraphBuilder:
             if not spatial:
                 layout.append(_flat(x.shape[d]))
                 continue
-            if any(
-                p.layout[d] != spatial[0] or p.region[d] != (0, x.shape[d]) for p in x.parts
-            ):
+            if any(p.layout[d] != spatial[0] or p.region[d] != (0, x.shape[d]) for p in x.parts):
                 raise Unsupported("a reshape across the blocks of a concatenation")
             layout.append(spatial[0])
         extents = self.extents(first.node)

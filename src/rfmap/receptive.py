@@ -377,9 +377,10 @@ class _Analysis:
         """
         memo = self._clipped.setdefault(axis, {})
         if name not in memo:
-            for node in self.graph.nodes.values():
-                if node.name not in memo:
-                    memo[node.name] = self._forward_node(node, axis, memo, None)
+            # nodes are in topological order: continue where the last call stopped
+            nodes = list(self.graph.nodes.values())
+            for node in nodes[len(memo) :]:
+                memo[node.name] = self._forward_node(node, axis, memo, None)
                 if node.name == name:
                     break
         _, lo, hi = memo[name]

@@ -170,30 +170,165 @@ _CONSTANT_LIKE = frozenset(
 )
 
 
+#: Element-wise operations whose output has the shape and dtype of their first input.
+_SAME_AS_INPUT = frozenset(
+    [
+        "relu",
+        "relu6",
+        "gelu",
+        "silu",
+        "sigmoid",
+        "tanh",
+        "hardswish",
+        "hardsigmoid",
+        "hardtanh",
+        "leaky_relu",
+        "elu",
+        "selu",
+        "celu",
+        "mish",
+        "softplus",
+        "clone",
+        "alias",
+        "detach",
+        "contiguous",
+        "neg",
+        "abs",
+        "exp",
+        "sqrt",
+        "rsqrt",
+        "reciprocal",
+        "log1p",
+        "erf",
+        "clamp",
+        "clamp_min",
+        "clamp_max",
+        "hardshrink",
+        "softshrink",
+        "_to_copy",
+    ]
+)
+#: Broadcasting binary operations (type promotion as PyTorch does it).
+_BROADCAST = frozenset(["add", "sub", "mul", "div", "maximum", "minimum"])
+#: Batch norms: (normalised input, two small statistics tensors).
+_BATCH_NORMS = frozenset(
+    ["native_batch_norm", "_native_batch_norm_legit_no_training", "_native_batch_norm_legit"]
+)
+
+
+def _fast_meta(short: str, func: Any, args: Any, kwargs: Any, in_place: bool) -> Any:
+    """The meta output of common operations without running PyTorch's meta kernels
+    (some go through slow Python decompositions); None: run the kernel."""
+    torch = require_torch()
+    name = short.rstrip("_") if in_place else short
+    x = args[0] if args else None
+    if not isinstance(x, torch.Tensor) or not x.is_meta:
+        return None
+    if name in _SAME_AS_INPUT:
+        if name == "_to_copy" and (set(kwargs) - {"dtype", "memory_format"}):
+            return None
+        if in_place:
+            return x
+        dtype = kwargs.get("dtype") if name == "_to_copy" else None
+        return torch.empty(x.shape, dtype=dtype or x.dtype, device="meta")
+    if name in _BROADCAST and len(args) == 2 and not (set(kwargs) - {"alpha"}):
+        y = args[1]
+        if isinstance(y, torch.Tensor):
+            if y.device.type not in ("meta", "cpu"):
+                return None
+            shape = x.shape if y.shape == x.shape else torch.broadcast_shapes(x.shape, y.shape)
+        elif isinstance(y, (int, float)) and not isinstance(y, bool):
+            shape = x.shape
+        else:
+            return None
+        if in_place:
+            return x if tuple(shape) == tuple(x.shape) else None
+        dtype = torch.result_type(x, y)
+        return torch.empty(shape, dtype=dtype, device="meta")
+    if name in ("mean", "sum", "amax", "amin") and len(args) >= 2 and not kwargs:
+        dims = args[1]
+        if not isinstance(dims, (list, tuple)) or not dims:
+            return None
+        keep = bool(args[2]) if len(args) > 2 else False
+        reduced = {int(d) % x.dim() for d in dims}
+        shape = [
+            1 if d in reduced else n for d, n in enumerate(x.shape) if keep or d not in reduced
+        ]
+        return torch.empty(shape, dtype=x.dtype, device="meta")
+    if name in _BATCH_NORMS and x.dim() >= 2:
+        stats = torch.empty((0,), dtype=x.dtype, device="meta")
+        return (torch.empty(x.shape, dtype=x.dtype, device="meta"), stats, stats)
+    if name == "convolution" and not kwargs and len(args) == 9:
+        _, weight, _, stride, padding, dilation, transposed, output_padding, groups = args
+        if not isinstance(weight, torch.Tensor) or x.dim() != weight.dim():
+            return None
+        nd = weight.dim() - 2
+        sizes = []
+        for i in range(nd):
+            n, k = int(x.shape[2 + i]), int(weight.shape[2 + i])
+            s, p, d = int(stride[i]), int(padding[i]), int(dilation[i])
+            if transposed:
+                sizes.append((n - 1) * s - 2 * p + d * (k - 1) + int(output_padding[i]) + 1)
+            else:
+                sizes.append((n + 2 * p - d * (k - 1) - 1) // s + 1)
+        channels = int(weight.shape[1]) * int(groups) if transposed else int(weight.shape[0])
+        if min(sizes) < 1 or int(x.shape[1]) != (
+            int(weight.shape[0]) if transposed else int(weight.shape[1]) * int(groups)
+        ):
+            return None  # let PyTorch raise its own error
+        return torch.empty((x.shape[0], channels, *sizes), dtype=x.dtype, device="meta")
+    return None
+
+
 #: Operations that read values (``.item()``, ``bool(x)``): the forward is run on real tensors.
 _NEEDS_VALUES = frozenset(("_local_scalar_dense", "is_nonzero", "equal", "nonzero", "item"))
+
+
+def _tensors(args: Sequence[Any], kwargs: dict[str, Any], kind: type) -> list[Any]:
+    """The tensors among an op's arguments (lists and tuples included)."""
+    found = []
+    for value in (*args, *kwargs.values()):
+        if isinstance(value, kind):
+            found.append(value)
+        elif isinstance(value, (list, tuple)):
+            found.extend(v for v in value if isinstance(v, kind))
+    return found
+
+
+def _map_tensors(args: Sequence[Any], fn: Any, kind: type) -> list[Any]:
+    """``args`` with ``fn`` applied to each tensor (in lists and tuples too)."""
+    out = []
+    for value in args:
+        if isinstance(value, kind):
+            out.append(fn(value))
+        elif isinstance(value, (list, tuple)) and any(isinstance(v, kind) for v in value):
+            out.append(type(value)(fn(v) if isinstance(v, kind) else v for v in value))
+        else:
+            out.append(value)
+    return out
 
 
 def _make_mode(capture: _Capture) -> Any:
     torch = require_torch()
     from torch.utils._python_dispatch import TorchDispatchMode
-    from torch.utils._pytree import tree_flatten, tree_map, tree_unflatten
+    from torch.utils._pytree import tree_flatten, tree_unflatten
 
     Tensor = torch.Tensor
 
     class Mode(TorchDispatchMode):
         def __torch_dispatch__(self, func, types, args=(), kwargs=None):
             kwargs = kwargs or {}
-            flat, spec = tree_flatten((args, kwargs))
+            tensors = _tensors(args, kwargs, Tensor)
             refs = capture.refs
-            tracked = [a for a in flat if isinstance(a, Tensor) and id(a) in refs]
+            tracked = any(id(a) in refs for a in tensors)
             short = _short(func)
             in_place, view = _schema_kinds(func)
             if not tracked:
                 if not capture.real:
                     if kwargs.get("device") is not None and str(kwargs["device"]) == "meta":
                         kwargs = {**kwargs, "device": torch.device("cpu")}
-                    if any(isinstance(a, Tensor) and a.is_meta for a in flat):
+                    if any(a.is_meta for a in tensors):
+                        flat, spec = tree_flatten((args, kwargs))
                         # a constant computed from tracked shapes only (new_zeros' result)
                         flat = [
                             torch.zeros(a.shape, dtype=a.dtype)
@@ -214,6 +349,7 @@ def _make_mode(capture: _Capture) -> Any:
             if short in _CONSTANT_LIKE:
                 if capture.real:
                     return func(*args, **kwargs)
+                flat, spec = tree_flatten((args, kwargs))
                 stand_in = [
                     torch.empty(a.shape, dtype=a.dtype)
                     if isinstance(a, Tensor) and a.is_meta
@@ -226,12 +362,19 @@ def _make_mode(capture: _Capture) -> Any:
                 return func(*cargs, **ckwargs)
             if capture.real:
                 out = func(*args, **kwargs)
+            elif (fast := _fast_meta(short, func, args, kwargs, in_place)) is not None:
+                out = fast
             elif in_place and args and isinstance(args[0], Tensor) and not args[0].is_meta:
                 # a value that depends on the input written into a real tensor: the
                 # tensor is tracked from now on (its values are never read again)
                 out = args[0]
             else:
-                out = func(*tree_map(capture.to_meta, args), **tree_map(capture.to_meta, kwargs))
+                out = func(
+                    *_map_tensors(args, capture.to_meta, Tensor),
+                    **{
+                        k: _map_tensors((v,), capture.to_meta, Tensor)[0] for k, v in kwargs.items()
+                    },
+                )
             bound = bind(func, args, kwargs)
             name = short
             ctx = OpContext(capture.builder, func, bound, out, capture.ref, name)
