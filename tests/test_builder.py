@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from rfmap.builder import (
     GraphBuilder,
+    Mix,
     Reduce,
     Same,
     Slide,
@@ -274,17 +275,20 @@ def test_global_reduction_and_linear_over_tokens():
     check(b, gated, o_elementwise(xd, o_reduce(xd, [2], keepdim=True)))
 
 
-def test_concatenated_channels_are_one_node():
+def test_concatenated_channels_keep_their_parts():
     b = GraphBuilder(1)
     x = b.input("x", (1, 2, 6), (2,))
     xd = deps_input((1, 2, 6), (2,))
     c = b.apply("c", "conv", (1, 2, 6), [(x, (Same(0), Reduce(), Slide(2, Conv(3, 1, 1, -1))))])
     cd = np.broadcast_to(o_conv(xd, (3,), (1,), (1,)), (1, 2, 6))
     cat = b.concat([x, c], 1)
-    assert len(cat.parts) == 1
-    check(b, cat, np.concatenate([xd, cd], 1), exact=False)
-    # a slice of the channels keeps the node
-    assert b.slice(cat, 1, 0, 2).parts[0].node == cat.parts[0].node
+    assert len(cat.parts) == 2
+    check(b, cat, np.concatenate([xd, cd], 1))
+    # a slice of the channels reads exactly the input it selects
+    assert [p.node for p in b.slice(cat, 1, 0, 2).parts] == [x.parts[0].node]
+    # a convolution reads every channel: one node with an edge per input
+    both = b.apply("d", "conv", (1, 1, 6), [(cat, (Same(0), Mix(1), Slide(2, Conv(1))))])
+    assert len(b.nodes[both.parts[0].node].edges) == 2
 
 
 @pytest.mark.parametrize("mode", [PadMode.ZEROS, PadMode.REPLICATE])
@@ -308,13 +312,36 @@ def test_reshape_groups():
         _reshape_groups((4, 6), (5, 5))
 
 
-def test_a_window_over_a_permuted_flattened_axis_is_unsupported():
+def test_a_window_over_a_reordered_or_repeated_axis_is_reindexed():
     b = GraphBuilder(1)
     x = b.input("x", (1, 6), (1,))
+    xd = deps_input((1, 6), (1,))
     shuffled = b.reshape(b.permute(b.reshape(x, (1, 2, 3)), (0, 2, 1)), (1, 6))
+    sd = xd.reshape(1, 2, 3).transpose(0, 2, 1).reshape(1, 6)
     assert shuffled.parts[0].layout[1] == ((0, 3, 1), (0, 2, 3))
+    conv = b.apply("c", "conv", (1, 6), [(shuffled, (Same(0), Slide(1, Conv(3, 1, 1, -1))))])
+    check(b, conv, conv_1d(sd, 3, 1))
+    # a pixel shuffle written as reshapes: every position read twice
+    up = b.reshape(b.expand(b.reshape(x, (1, 6, 1)), (1, 6, 2)), (1, 12))
+    ud = np.broadcast_to(xd.reshape(1, 6, 1), (1, 6, 2)).reshape(1, 12)
+    conv = b.apply("u", "conv", (1, 12), [(up, (Same(0), Slide(1, Conv(3, 1, 1, -1))))])
+    check(b, conv, conv_1d(ud, 3, 1))
+    # two axes packed in one dim cannot slide
+    b2 = GraphBuilder(2)
+    tokens = b2.reshape(b2.input("y", (1, 3, 4), (1, 2)), (1, 12))
+    b = b2
     with pytest.raises(Unsupported):
-        b.apply("c", "conv", (1, 6), [(shuffled, (Same(0), Slide(1, Conv(3, 1, 1, -1))))])
+        b.apply("t", "conv", (1, 12), [(tokens, (Same(0), Slide(1, Conv(3, 1, 1, -1))))])
+
+
+def conv_1d(deps, k, p):
+    """A zero-padded 1D convolution along the last dim of ``(N, L)``."""
+    n = deps.shape[-1]
+    out = np.empty(deps.shape, dtype=object)
+    for i in range(deps.shape[0]):
+        for u in range(n):
+            out[i, u] = union(deps[i, q] for q in range(u - p, u - p + k) if 0 <= q < n)
+    return out
 
 
 # -- random stacks (property test) -------------------------------------------------------

@@ -132,6 +132,11 @@ def _layout_extents(layout: Layout, ndim: int) -> tuple[int, ...]:
     return tuple(ext)
 
 
+def _packed(dim: Dim) -> bool:
+    """Whether a dim holds several digits (tokens of a flattened grid, windows)."""
+    return len(dim) > 1 and bool(_spatial(dim))
+
+
 def _simple_axis(dim: Dim, extents: tuple[int, ...]) -> int | None:
     """The axis a dim carries as a whole (one atom, step 1, the node's whole axis);
     None for a dim without spatial atoms; raises for anything else."""
@@ -505,11 +510,12 @@ class GraphBuilder:
             return p
         region = list(p.region)
         region[d] = (start, stop)
-        layout = list(p.layout)
         if not _spatial(p.layout[d]):
+            layout = list(p.layout)
             layout[d] = _flat(stop - start)
             return Part(p.node, tuple(region), tuple(layout))
-        axis = _simple_axis(p.layout[d], self.extents(p.node))
+        p, axis = self.simple(p, d)
+        layout = list(p.layout)
         assert axis is not None
         windows = [IDENTITY] * self.ndim
         windows[axis] = Conv(1, 1, 1, start - a)
@@ -603,8 +609,8 @@ class GraphBuilder:
     def concat(
         self, xs: Sequence[TensorRef], dim: int, name: str = "cat", op: str = "cat"
     ) -> TensorRef:
-        """Concatenate along ``dim``.  Feature maps concatenated along a non-spatial dim
-        become one node (a DenseNet block); anything else keeps one part per input."""
+        """Concatenate along ``dim``: every input keeps its parts (so that slicing the
+        result again, as channel splits do, reads exactly the inputs it selects)."""
         if not xs:
             raise InvalidSpecError("concatenation of no tensors")
         rank = len(xs[0].shape)
@@ -619,32 +625,7 @@ class GraphBuilder:
                 region[d] = (p.region[d][0] + offset, p.region[d][1] + offset)
                 parts.append(Part(p.node, tuple(region), p.layout))
             offset += x.shape[d]
-        out = TensorRef(tuple(shape), tuple(parts))
-        if len(parts) <= 1:
-            return out
-        first = parts[0]
-        same = all(
-            not _spatial(p.layout[d])
-            and all(
-                p.region[k] == (0, shape[k]) and p.layout[k] == first.layout[k]
-                for k in range(rank)
-                if k != d
-            )
-            and self.extents(p.node) == self.extents(first.node)
-            for p in parts
-        )
-        if not same:
-            return out
-        node = self.add_node(
-            name,
-            op,
-            self.extents(first.node),
-            [(p.node, [IDENTITY] * self.ndim) for p in parts],
-            tuple(shape),
-        )
-        layout = list(first.layout)
-        layout[d] = _flat(shape[d])
-        return TensorRef(tuple(shape), (Part(node, _full(shape), tuple(layout)),))
+        return TensorRef(tuple(shape), tuple(parts))
 
     def slice(
         self,
@@ -683,7 +664,8 @@ class GraphBuilder:
                 layout[d] = _flat(count)
                 parts.append(Part(p.node, tuple(region), tuple(layout)))
                 continue
-            axis = _simple_axis(p.layout[d], self.extents(p.node))
+            p, axis = self.simple(p, d)
+            layout = list(p.layout)
             assert axis is not None
             windows = [IDENTITY] * self.ndim
             windows[axis] = Conv(1, step, 1, first)
@@ -719,6 +701,11 @@ class GraphBuilder:
             raise Unsupported("a crop larger than the tensor")
         parts: list[Part] = []
         for p in x.parts:
+            for d, (lo, hi) in enumerate(pads):
+                if (lo, hi) != (0, 0) and _spatial(p.layout[d]):
+                    if mode is PadMode.ZEROS and _packed(p.layout[d]):
+                        continue  # zeros around a token dim: a block of a concatenation
+                    p = self.simple(p, d)[0]
             region = list(p.region)
             layout = list(p.layout)
             windows: list[Window] = [IDENTITY] * self.ndim
@@ -727,7 +714,7 @@ class GraphBuilder:
             for d, (lo, hi) in enumerate(pads):
                 if (lo, hi) == (0, 0):
                     continue
-                if _spatial(p.layout[d]):
+                if _spatial(p.layout[d]) and not (mode is PadMode.ZEROS and _packed(p.layout[d])):
                     axis = _simple_axis(p.layout[d], self.extents(p.node))
                     assert axis is not None
                     if p.region[d] != (0, x.shape[d]):
@@ -742,8 +729,11 @@ class GraphBuilder:
                     a2, b2 = max(a, 0), min(b, shape[d])
                     if b2 <= a2:
                         break
+                    if (a2, b2) != (a, b) and _spatial(p.layout[d]):
+                        raise Unsupported("a crop of a token dim")
                     region[d] = (a2, b2)
-                    layout[d] = _flat(b2 - a2)
+                    if not _spatial(p.layout[d]):
+                        layout[d] = _flat(b2 - a2)
                 else:
                     region[d] = (0, shape[d])  # reflect/replicate of channels: all of them
                     layout[d] = _flat(shape[d])
@@ -765,6 +755,8 @@ class GraphBuilder:
             if x.constant:
                 return x
             raise Unsupported("roll of a concatenation")
+        for dim in dims:
+            part = self.simple(part, int(dim) % len(x.shape))[0]
         windows: list[Window] = [IDENTITY] * self.ndim
         changed = False
         for shift, dim in zip(shifts, dims, strict=True):
@@ -915,6 +907,13 @@ class GraphBuilder:
                 mixed = [d for d, r in enumerate(rel) if isinstance(r, (Reduce, Mix))]
                 if any(_spatial(p.layout[d]) for d in mixed):
                     feeds[i] = (self._free(f"{name}.gather", op, p, mixed), rel, in_shape)
+        # a window slides along one whole axis per dim: re-index dims that hold an axis
+        # in another order or with repeats (pixel shuffles written as reshapes)
+        for i, (p, rel, in_shape) in enumerate(feeds):
+            for d, r in enumerate(rel):
+                if isinstance(r, Slide):
+                    p = self.simple(p, d, f"{name}.relayout")[0]
+            feeds[i] = (p, rel, in_shape)
         out_dims: list[Dim | None] = [None] * len(shape)
         claimed: set[Atom] = set()
         owner: dict[int, str] = {}  # axis -> the node whose positions the output keeps
@@ -995,8 +994,11 @@ class GraphBuilder:
         if (
             len(edges) == 1
             and not measured
-            and all(w == IDENTITY for w in edges[0][1])
             and self.extents(edges[0][0]) == out_extents
+            and all(
+                w == IDENTITY or (w == BROADCAST and n == 1)
+                for w, n in zip(edges[0][1], out_extents, strict=True)
+            )
         ):
             return Part(edges[0][0], cell, tuple(layout))
         node = self.add_node(name, op, out_extents, edges, shape, measured=measured)
@@ -1031,6 +1033,46 @@ class GraphBuilder:
             for dim in layout
         )
         return Part(node, p.region, renumbered)
+
+    def simple(self, p: Part, d: int, name: str = "relayout") -> tuple[Part, int | None]:
+        """``p`` with dim ``d`` indexing one whole axis position by position, and that
+        axis (None for a dim without positions).
+
+        A dim that holds all the digits of one axis, in another order or mixed with
+        digits of no axis (a pixel shuffle written as reshapes: each position repeated),
+        gets a node that re-indexes it.
+        """
+        dim = p.layout[d]
+        spatial = _spatial(dim)
+        if not spatial:
+            return p, None
+        ext = self.extents(p.node)
+        if len(dim) == 1 and spatial[0][2] == 1 and ext[spatial[0][0]] == spatial[0][1]:
+            return p, spatial[0][0]
+        axes = {a for a, _, _ in spatial}
+        if len(axes) != 1:
+            raise Unsupported("a sliding window over a dim that packs several axes")
+        axis = axes.pop()
+        elsewhere = any(
+            a == axis for k, other in enumerate(p.layout) if k != d for a, _, _ in other
+        )
+        if elsewhere or math.prod(n for _, n, _ in spatial) != ext[axis]:
+            raise Unsupported("a sliding window over part of an axis (inside windows)")
+        kept: list[KeptDigit] = []
+        place = 1
+        for a, n, s in reversed(dim):
+            if a == axis:
+                kept.append((n, place, s))
+            place *= n
+        size = _dim_size(dim)
+        windows: list[Window] = [IDENTITY] * self.ndim
+        windows[axis] = digits_window(tuple(kept), (), ext[axis])
+        extents = list(ext)
+        extents[axis] = size
+        node = self.add_node(name, "relayout", tuple(extents), [(p.node, windows)], None)
+        layout = list(p.layout)
+        layout[d] = ((axis, size, 1),)
+        return Part(node, p.region, tuple(layout)), axis
 
     def _spread(self, p: Part, d: int, axis: int) -> Part:
         """``p`` given positions along ``axis`` on dim ``d``, which it does not vary along."""

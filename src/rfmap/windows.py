@@ -365,9 +365,9 @@ class Digits(Window):
     The source axis is read as a mixed-radix number.  Each *kept* digit
     ``(size, unit_step, source_step)`` takes its value from the unit,
     ``(u // unit_step) % size``, and places it at ``source_step``; each *free* digit
-    ``(size, source_step)`` takes every value.  The most significant kept digit is not
-    reduced modulo its size, so that units outside the grid read the windows beyond the
-    border (an unbounded input).  Attention inside 7-wide windows: a unit reads its own
+    ``(size, source_step)`` takes every value.  The kept digit of the largest unit step
+    is not reduced modulo its size, so that units outside the grid read the windows
+    beyond the border (an unbounded input).  Attention inside 7-wide windows: a unit reads its own
     window, ``Digits(kept=((8, 7, 7),), free=((7, 1),))``.
 
     >>> Digits(((8, 7, 7),), ((7, 1),)).positions(np.array([9])).tolist()
@@ -381,7 +381,7 @@ class Digits(Window):
 
     def _base(self, units: np.ndarray) -> np.ndarray:
         base = np.zeros(len(units), dtype=np.int64)
-        top = max(range(len(self.kept)), key=lambda i: self.kept[i][2], default=-1)
+        top = max(range(len(self.kept)), key=lambda i: self.kept[i][1], default=-1)
         for i, (size, unit_step, source_step) in enumerate(self.kept):
             digit = units // unit_step
             if i != top:
@@ -441,6 +441,8 @@ def digits_window(
     """
     kept = tuple(d for d in kept if d[0] > 1)
     free = tuple(d for d in free if d[0] > 1)
+    if source_size == 1:
+        return BROADCAST  # one position, read by every unit
     if not kept:
         if sorted(free, key=lambda d: d[1]) == _radix(sorted(free, key=lambda d: d[1])) and (
             int(np.prod([s for s, _ in free], dtype=np.int64)) == source_size

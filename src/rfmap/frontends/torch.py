@@ -101,6 +101,7 @@ class _Capture:
     measured_ops: list[str] = field(default_factory=list)
     calls: dict[str, int] = field(default_factory=dict)
     pending: list[Any] = field(default_factory=list)
+    real_values: dict[int, Any] = field(default_factory=dict)
     fx_aliases: dict[str, TensorRef] = field(default_factory=dict)
 
     # -- tensors -----------------------------------------------------------------------
@@ -129,6 +130,7 @@ class _Capture:
         if copy_ is None:
             copy_ = value.to("meta")
             self.meta_copies[id(value)] = copy_
+            self.real_values[id(copy_)] = value
             self.keep.append(value)
         return copy_
 
@@ -306,6 +308,37 @@ def _map_tensors(args: Sequence[Any], fn: Any, kind: type) -> list[Any]:
         else:
             out.append(value)
     return out
+
+
+def _no_dispatch_mode() -> Any:
+    """Run without rfmap's dispatch mode (to move a constant to the meta device)."""
+    from torch.utils._python_dispatch import _disable_current_modes
+
+    return _disable_current_modes()
+
+
+def _device_mode(capture: _Capture) -> Any:
+    """A function mode for the few functions that compare devices before dispatching
+    (scaled dot-product attention): a constant query beside meta keys goes to meta too."""
+    torch = require_torch()
+    from torch.overrides import TorchFunctionMode
+
+    checked = {"scaled_dot_product_attention"}
+    Tensor = torch.Tensor
+
+    class Mode(TorchFunctionMode):
+        def __torch_function__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+            kwargs = kwargs or {}
+            if getattr(func, "__name__", None) in checked:
+                tensors = _tensors(args, kwargs, Tensor)
+                if any(t.is_meta for t in tensors) and not all(t.is_meta for t in tensors):
+                    meta = capture.to_meta
+                    with _no_dispatch_mode():
+                        args = _map_tensors(args, meta, Tensor)
+                        kwargs = {k: _map_tensors((v,), meta, Tensor)[0] for k, v in kwargs.items()}
+            return func(*args, **kwargs)
+
+    return Mode()
 
 
 def _make_mode(capture: _Capture) -> Any:
@@ -719,7 +752,8 @@ def _run(model: Any, size: tuple[int, ...], method: str, real: bool) -> tuple[_C
     builder.namer = capture.node_name
     capture.track(x, ref)
     mode = _make_mode(capture)
-    with torch.no_grad(), _module_hooks(capture, model), mode:
+    devices = contextlib.nullcontext() if real else _device_mode(capture)
+    with torch.no_grad(), _module_hooks(capture, model), devices, mode:
         out = model(x)
     _measure_pending(capture)
     return capture, out

@@ -236,15 +236,77 @@ def _sliding(
     nd = len(windows)
     rank = len(x.shape)
     lead = rank - nd
+    blocks = [
+        d
+        for d in range(lead, rank)
+        if _is_block(windows[d - lead], x.shape[d]) and _packed_dim(x, d)
+    ]
+    if blocks:
+        return _block_pool(b, name, op, x, shape, windows, mix_channels, blocks)
     rel: list[Relation] = []
     for d in range(rank):
         if d >= lead:
-            rel.append(Slide(d, windows[d - lead]))
+            window = windows[d - lead]
+            # a kernel-1 window keeps positions (a 1x1 convolution over flattened tokens)
+            rel.append(Same(d) if window == IDENTITY else Slide(d, window))
         elif d == lead - 1 and mix_channels:
             rel.append(Mix(d))
         else:
             rel.append(Same(d))
     return b.apply(name, op, shape, [(x, tuple(rel))])
+
+
+def _is_block(window: Window, n: int) -> bool:
+    """A window that reads disjoint blocks tiling the dim (a pool with stride = kernel)."""
+    return (
+        isinstance(window, Conv)
+        and window.kernel == window.stride > 1
+        and window.dilation == 1
+        and window.offset == 0
+        and n % window.kernel == 0
+    )
+
+
+def _packed_dim(x: TensorRef, d: int) -> bool:
+    return any(
+        sum(1 for a, _, _ in p.layout[d] if a >= 0) and len(p.layout[d]) > 1 for p in x.parts
+    )
+
+
+def _block_pool(
+    b: GraphBuilder,
+    name: str,
+    op: str,
+    x: TensorRef,
+    shape: Sequence[int],
+    windows: Sequence[Window],
+    mix_channels: bool,
+    blocks: list[int],
+) -> TensorRef:
+    """Pooling in blocks over a dim of flattened tokens: split the dim into
+    (blocks, block size) and read each block whole, digit by digit."""
+    nd = len(windows)
+    rank = len(x.shape)
+    lead = rank - nd
+    split: list[int] = []
+    rel: list[Relation] = []
+    for d in range(rank):
+        if d in blocks:
+            k = windows[d - lead].kernel  # type: ignore[attr-defined]
+            split += [x.shape[d] // k, k]
+            rel += [Same(d), Reduce()]
+        elif d >= lead:
+            split.append(x.shape[d])
+            window = windows[d - lead]
+            rel.append(Same(d) if window == IDENTITY else Slide(d, window))
+        elif d == lead - 1 and mix_channels:
+            split.append(x.shape[d])
+            rel.append(Mix(d))
+        else:
+            split.append(x.shape[d])
+            rel.append(Same(d))
+    y = b.reshape(x, split)
+    return b.apply(name, op, shape, [(y, tuple(rel))])
 
 
 # -- element-wise ------------------------------------------------------------------------
