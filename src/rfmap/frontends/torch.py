@@ -327,7 +327,7 @@ def _device_mode(capture: _Capture) -> Any:
     Tensor = torch.Tensor
 
     class Mode(TorchFunctionMode):
-        def __torch_function__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+        def __torch_function__(self, func, types, args=(), kwargs=None):
             kwargs = kwargs or {}
             if getattr(func, "__name__", None) in checked:
                 tensors = _tensors(args, kwargs, Tensor)
