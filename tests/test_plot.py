@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import sys
 
 import numpy as np
@@ -262,3 +263,33 @@ def test_a_script_with_the_agg_backend_plots_without_warnings(tmp_path):
     )
     assert result.returncode == 0 and result.stderr == "", result.stderr
     assert (tmp_path / "map.png").read_bytes().startswith(b"\x89PNG")
+
+
+@pytest.mark.parametrize(("size", "ndim"), [(2049, 2), (1000, 2), (300, 2), (21, 2), (700, 3)])
+def test_axis_tick_labels_do_not_overlap(size, ndim):
+    """At N = 2049 the x labels ran into each other (a new user's trial)."""
+    sizes = size if ndim == 2 else (2, size, size)
+    m = path_map([1, 2, 4], size=sizes, ndim=ndim)
+    fig = plot_map(m).figure
+    fig.canvas.draw()
+    for ax in fig.axes[:-1]:  # the last axes is the colour bar
+        boxes = [t.get_window_extent() for t in _shown_xticklabels(ax)]
+        assert len(boxes) >= 2
+        for left, right in itertools.pairwise(boxes):
+            assert left.x1 < right.x0, (size, [t.get_text() for t in _shown_xticklabels(ax)])
+
+
+def _shown_xticklabels(ax):
+    low, high = sorted(ax.get_xlim())
+    return [
+        label
+        for tick, label in zip(ax.get_xticks(), ax.get_xticklabels(), strict=True)
+        if low <= tick <= high and label.get_text()
+    ]
+
+
+def test_the_seed_figures_keep_their_ticks():
+    fig = plot_map(path_map([1, 2, 4], size=21)).figure
+    fig.canvas.draw()
+    labels = [t.get_text() for t in _shown_xticklabels(fig.axes[0])]
+    assert labels == ["0", "3", "6", "9", "12", "15", "18"]

@@ -305,7 +305,24 @@ def _image(ax: Axes, values: np.ndarray, scale: Scale, cmap: str, norm: Any, ext
         raise RFMapError(f"unknown colormap {cmap!r}; try Blues, viridis or magma") from None
     colormap = path_colormap(base)
     shown = np.ma.masked_less_equal(values, 0)
-    return ax.imshow(shown, cmap=colormap, norm=norm, interpolation="none", extent=extent)
+    image = ax.imshow(shown, cmap=colormap, norm=norm, interpolation="none", extent=extent)
+    _fit_xticks(ax)
+    return image
+
+
+def _fit_xticks(ax: Axes) -> None:
+    """As many integer x ticks as fit side by side: at N = 2049 the labels overlapped."""
+    from matplotlib.font_manager import FontProperties
+    from matplotlib.ticker import MaxNLocator
+
+    low, high = ax.get_xlim()
+    digits = max(len(str(int(low))), len(str(int(high))))
+    if digits <= 2:  # matplotlib's own spacing suits labels this short (the seed figures)
+        return
+    size = FontProperties(size=ax.xaxis.get_ticklabels()[0].get_fontsize()).get_size_in_points()
+    label = (digits * 0.62 + 1.5) * size  # a label and the gap after it, in points
+    width = ax.get_position().width * cast("Figure", ax.figure).get_figwidth() * 72 * 0.8
+    ax.xaxis.set_major_locator(MaxNLocator(nbins=max(1, int(width // label)), integer=True))
 
 
 def path_colormap(base: Any) -> Any:
