@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 import textwrap
 
 import numpy as np
@@ -76,10 +77,19 @@ def models(tmp_path):
     return str(path)
 
 
-def run(capsys, *argv):
+#: The line that says a model without --weights is measured untrained (see its own test).
+UNTRAINED = re.compile(
+    r"^rfmap: warning: no --weights for \S+: measuring the untrained model it builds "
+    r"\(random initial weights\); pass --weights FILE for a trained model's ERF\n",
+    re.MULTILINE,
+)
+
+
+def run(capsys, *argv, untrained=False):
+    """Exit code, stdout and stderr (less the untrained-model lines unless ``untrained``)."""
     code = main([str(a) for a in argv])
     out, err = capsys.readouterr()
-    return code, out, err
+    return code, out, err if untrained else UNTRAINED.sub("", err)
 
 
 def test_json_equals_the_library(capsys, models):
@@ -90,7 +100,8 @@ def test_json_equals_the_library(capsys, models):
     assert code == 0 and err == ""
     data = json.loads(out)
     expected = erf(load_model(spec), noise_images(3, (3, 24, 24), seed=4))
-    assert data["spec"] == spec and data["weights"] is None and data["name"] == "build"
+    assert data["spec"] == spec and data["weights"] is None
+    assert data["name"] == "build (untrained)"
     assert data["count"] == 3 and data["unit"] == [6, 6]
     assert data["inputs"]["kind"] == "noise" and data["inputs"]["seed"] == 4
     assert data["gradient"] == "abs" and data["output_relu"] is False
@@ -234,9 +245,21 @@ def test_a_squeeze_excitation_model_is_compared_with_its_conv_field(capsys, mode
 def test_progress_bar(capsys, models):
     argv = ["erf", f"{models}:build", "--input-size", "3,16,16", "-n", "3", "-b", "1"]
     code, _, err = run(capsys, *argv, "--progress")
-    assert code == 0 and "3/3 inputs" in err and "[" in err
+    assert code == 0 and "build: 100%" in err and "| 3/3 [" in err and "img/s]" in err
+    assert "0/3" in err.split("\r")[1]  # tqdm's bar, told the total before the first batch
     code, _out, err = run(capsys, *argv, "--no-progress")
     assert err == ""
+
+
+def test_without_tqdm_there_is_no_bar_and_no_failure(capsys, models, monkeypatch):
+    monkeypatch.setitem(sys.modules, "tqdm", None)  # import tqdm now raises ImportError
+    monkeypatch.setitem(sys.modules, "tqdm.auto", None)
+    argv = ["erf", f"{models}:build", "--input-size", "3,16,16", "-n", "3", "-b", "1", "--json"]
+    code, out, err = run(capsys, *argv, "--progress")
+    assert code == 0 and json.loads(out)["count"] == 3
+    assert err == "rfmap: note: no progress bar: tqdm is not installed\n"
+    code, out, err = run(capsys, *argv)  # not asked for: silent
+    assert code == 0 and err == ""
 
 
 def test_help_explains_with_examples(capsys):
@@ -316,3 +339,70 @@ def test_model_errors_are_one_line_and_write_nothing(capsys, models, tmp_path):
         assert len(err.strip().splitlines()) == 1
         assert not out_png.exists() and not out_npz.exists()
         assert not [p for p in tmp_path.iterdir() if p.name.startswith(".x")]
+
+
+def test_skip_unreadable_reports_how_many_and_which(capsys, models, tmp_path):
+    from PIL import Image
+
+    folder = tmp_path / "messy"
+    folder.mkdir()
+    for i in range(3):
+        Image.new("RGB", (30, 30), (60 * i, 20, 200 - 60 * i)).save(folder / f"p{i}.png")
+    (folder / "broken.jpg").write_text("this is not a jpeg")
+    argv = ["erf", f"{models}:build", "--input-size", "3,24,24", "--images", folder]
+    code, out, err = run(capsys, *argv)  # strict by default
+    assert code == 2 and out == "" and err.count("\n") == 1
+    assert "cannot read image" in err and "broken.jpg" in err and "--skip-unreadable" in err
+    code, out, err = run(capsys, *argv, "--skip-unreadable")
+    assert code == 0
+    assert err == (
+        "rfmap: warning: skipped 1 unreadable image (broken.jpg): the mean is over the 3 "
+        "images read\n"
+    )
+    assert re.search(r"^inputs +3 \(folder\)$", out, re.MULTILINE)
+    assert re.search(r"^skipped +1 unreadable: broken\.jpg$", out, re.MULTILINE)
+    code, out, _ = run(capsys, *argv, "--skip-unreadable", "--json")
+    data = json.loads(out)
+    assert data["count"] == 3 and data["skipped"] == ["broken.jpg"]
+    assert "the mean is over the 3 images read" in data["notes"][-1]
+
+
+def test_a_model_without_weights_is_called_untrained(capsys, models, tmp_path, monkeypatch):
+    import rfmap.plot
+
+    titles = []
+    real_save = rfmap.plot.save_figure
+    monkeypatch.setattr(
+        rfmap.plot,
+        "save_figure",
+        lambda fig, path: titles.append(fig.axes[0].get_title()) or real_save(fig, path),
+    )
+    argv = ["erf", f"{models}:build", "--input-size", "3,16,16", "-n", "2"]
+    code, out, err = run(capsys, *argv, "--out", tmp_path / "e.png", untrained=True)
+    assert code == 0
+    assert err == (
+        f"rfmap: warning: no --weights for {models}:build: measuring the untrained model it "
+        "builds (random initial weights); pass --weights FILE for a trained model's ERF\n"
+    )
+    assert re.search(r"^model +build \(untrained\)$", out, re.MULTILINE)
+    assert titles and titles[0].startswith("build (untrained) · output")
+    weights = tmp_path / "trained.pth"
+    torch.save(load_model(f"{models}:build").state_dict(), weights)
+    code, out, err = run(capsys, *argv, "--weights", weights, untrained=True)
+    assert code == 0 and err == "" and "untrained" not in out
+    assert re.search(r"^model +build \[trained\]$", out, re.MULTILINE)
+
+
+def test_sample_images_without_scikit_image_say_to_install_it(capsys, models, monkeypatch):
+    from rfmap import images
+
+    monkeypatch.setitem(sys.modules, "skimage", None)
+    monkeypatch.setitem(sys.modules, "skimage.data", None)
+    images.available_sample_images.cache_clear()
+    try:
+        argv = ["erf", f"{models}:build", "--input-size", "3,16,16", "--sample-images"]
+        code, out, err = run(capsys, *argv)
+    finally:
+        images.available_sample_images.cache_clear()
+    assert code == 2 and out == "" and err.count("\n") == 1
+    assert "--sample-images" in err and "install scikit-image" in err

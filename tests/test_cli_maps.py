@@ -83,7 +83,58 @@ def test_map_text_summary_of_a_1d_map(capsys):
 
 def test_map_text_summary_omits_large_maps(capsys):
     code, out, _ = run(capsys, "map", "1,2", "--size", "301")
-    assert code == 0 and "total paths: 81" in out and len(out.splitlines()) == 4
+    assert code == 0 and "total paths: 81" in out and len(out.splitlines()) == 5
+    assert out.splitlines()[-1] == (
+        "  the 301 x 301 map is not printed: 90,601 cells, more than the 4,096 printed; see it "
+        "with 'rfmap map --json' or 'rfmap plot' (in Python: .counts, .plot())"
+    )
+
+
+@pytest.mark.parametrize(
+    ("argv", "why"),
+    [
+        (["1,2", "--size", "65"], "4,225 cells, more than the 4,096 printed"),  # just above
+        (["1,2", "--ndim", "3", "--size", "5"], "a 3D map does not print as text"),
+        (["1,2", "--size", "9,81"], "its rows would be 161 characters wide (over 160)"),
+        (["1,2", "--ndim", "1", "--size", "5000"], "5,000 cells, more than the 4,096 printed"),
+    ],
+)
+def test_a_map_too_large_to_print_says_why_and_where_to_see_it(capsys, argv, why):
+    code, out, _ = run(capsys, "map", *argv)
+    last = out.splitlines()[-1]
+    assert code == 0 and f"map is not printed: {why}; see it with 'rfmap map --json'" in last
+    assert out.count("\n") == 5  # the summary and that line: no grid
+
+
+@pytest.mark.parametrize(("argv", "rows"), [(["--size", "64"], 64), (["--size", "9,80"], 9)])
+def test_maps_at_the_print_limits_are_printed(capsys, argv, rows):
+    code, out, _ = run(capsys, "map", "1,2", *argv)
+    assert code == 0 and "not printed" not in out and len(out.splitlines()) == 5 + rows
+
+
+def test_the_field_clipped_by_the_input_is_reported(capsys):
+    """The seed notebook's Fibonacci schedule: a 25 x 25 field in a 21 x 21 input."""
+    code, out, _ = run(capsys, "map", "1,1,2,3,5", "--size", "21")
+    assert code == 0
+    assert "  receptive field: 25 x 25, clipped by the 21 x 21 input to 21 x 21\n" in out
+    code, out, _ = run(capsys, "map", "1,1,2,3,5", "--size", "25")
+    assert "  receptive field: 25 x 25\n" in out  # fits exactly: not clipped
+    code, out, _ = run(capsys, "map", "1,2,4", "--size", "21", "--unit", "0,10")
+    assert "  receptive field: 15 x 15, clipped by the 21 x 21 input to 8 x 15\n" in out
+    code, out, _ = run(capsys, "map", "1,1,2,3,5", "--size", "21", "--json")
+    data = json.loads(out)
+    assert list(data)[-2:] == ["full_receptive_field", "clipped"]  # new keys, at the end
+    assert data["receptive_field"] == [21, 21]  # its meaning unchanged: inside the input
+    assert data["full_receptive_field"] == [25, 25] and data["clipped"] is True
+
+
+def test_negative_units_reach_the_range_check(capsys):
+    for argv in (["--unit", "-1,-1"], ["-u", "-1,3"], ["--unit", "-1, 3"]):
+        code, out, err = run(capsys, "map", "1,2,4", *argv)
+        assert code == 2 and out == "" and err.count("\n") == 1
+        assert "is outside the output grid of shape [21, 21]" in err, err
+    code, _, err = run(capsys, "map", "1", "--ndim", "1", "--unit", "-3")
+    assert code == 2 and "unit [-3] is outside the output grid" in err
 
 
 @pytest.mark.parametrize(

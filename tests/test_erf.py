@@ -20,7 +20,6 @@ from hypothesis import strategies as st
 torch = pytest.importorskip("torch", reason="the ERF needs PyTorch")
 
 from rfmap import ModelError, RFMapError, conv_stack, stack_path_map  # noqa: E402
-from rfmap import erf as erf_module  # noqa: E402
 from rfmap.erf import (  # noqa: E402
     ERFResult,
     ERFWarning,
@@ -31,6 +30,7 @@ from rfmap.erf import (  # noqa: E402
     resolve_device,
     save_erf,
 )
+from rfmap.erf import measurement as erf_module  # noqa: E402  (erf() looks its helpers up here)
 from rfmap.erf_metrics import gaussian_fit, uniform_stack_sigma  # noqa: E402
 from rfmap.errors import MapTooLargeError  # noqa: E402
 from rfmap.gradient import build_network  # noqa: E402
@@ -747,3 +747,56 @@ def test_a_measured_field_is_kept_but_not_used_to_crop():
     assert result.theoretical.box == ((1, 6), (2, 7)) and result.metrics.centre == (3, 4)
     assert result.crop is None and "not exact" in result.crop_note
     assert result.metrics.theoretical_rf == (5, 5)
+
+
+# -- messy folders: unreadable images ----------------------------------------------------
+
+
+def _folder(tmp_path, bad):
+    """Six small colour images, and ``bad`` unreadable files among them (sorted in)."""
+    from PIL import Image
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(6):
+        pixels = rng.integers(0, 256, (20, 20, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(folder / f"img{i}.png")
+    for name in bad:
+        (folder / name).write_bytes(b"\xff\xd8 not really a jpeg")
+    return folder
+
+
+def test_unreadable_images_stop_the_run_unless_skipped(tmp_path):
+    from rfmap.errors import UnreadableImageError
+    from rfmap.images import folder_images
+
+    net = build_network(conv_stack([1, 2]), torch.float64)
+    folder = _folder(tmp_path, ["img2b.jpg", "zz.jpg"])
+    images = folder_images(folder, (1, 16, 16))
+    with pytest.raises(UnreadableImageError, match=r"img2b\.jpg.*--skip-unreadable"):
+        erf(net, images, batch_size=3)
+    with pytest.warns(ERFWarning, match=r"skipped 2 unreadable images \(img2b\.jpg, zz\.jpg\)"):
+        result = erf(net, images, batch_size=3, skip_unreadable=True)
+    assert result.count == 6 and result.skipped == ("img2b.jpg", "zz.jpg")
+    assert result.to_dict()["skipped"] == ["img2b.jpg", "zz.jpg"]
+    assert result.to_dict()["count"] == result.inputs["count"] == 6
+    assert any("the mean is over the 6 images read" in note for note in result.notes)
+    # The honest denominator: the same mean as the readable images alone, in any batching.
+    for name in ("img2b.jpg", "zz.jpg"):
+        (folder / name).unlink()
+    clean = erf(net, folder_images(folder, (1, 16, 16)), batch_size=2)
+    np.testing.assert_allclose(result.map, clean.map, rtol=1e-12, atol=0)
+    assert clean.skipped == () and clean.to_dict()["skipped"] == []
+
+
+def test_a_folder_of_only_unreadable_images(tmp_path):
+    from rfmap.images import folder_images
+
+    folder = tmp_path / "bad"
+    folder.mkdir()
+    for name in ("a.jpg", "b.png"):
+        (folder / name).write_text("text")
+    net = build_network(conv_stack([1]), torch.float64)
+    with pytest.raises(RFMapError, match="no image could be read: all 2 were skipped"):
+        erf(net, folder_images(folder, (1, 8, 8)), skip_unreadable=True, check_crop=True)

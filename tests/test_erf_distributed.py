@@ -121,3 +121,23 @@ def test_cli_under_torchrun_prints_and_writes_once(tmp_path, model_file, capsys)
     ((map_two, _),) = load_erf(tmp_path / "two.npz")
     ((map_one, _),) = load_erf(tmp_path / "one.npz")
     np.testing.assert_allclose(map_two, map_one, rtol=1e-12, atol=0)
+
+
+def test_skipped_images_are_gathered_from_every_process(tmp_path, model_file, capsys):
+    from PIL import Image
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for i in range(5):
+        Image.new("RGB", (20, 20), (40 * i, 255 - 40 * i, 90)).save(folder / f"ok{i}.png")
+    (folder / "bad0.jpg").write_text("not an image")  # batch of rank 0
+    (folder / "ok1b.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 20)  # batch of rank 1
+    argv = ["erf", model_file, "--input-size", "3,30,30", "--images", folder, "-b", "2"]
+    argv += ["--skip-unreadable", "--json"]
+    done = torchrun("-m", "rfmap", *argv, cwd=tmp_path)
+    two = json.loads(next(line for line in done.stdout.splitlines() if line.startswith("{")))
+    assert main([str(a) for a in argv]) == 0
+    one = json.loads(capsys.readouterr().out)
+    assert two["world_size"] == 2 and two["count"] == one["count"] == 5
+    assert two["skipped"] == one["skipped"] == ["bad0.jpg", "ok1b.png"]
+    assert two["metrics"]["total"] == pytest.approx(one["metrics"]["total"], rel=1e-12)

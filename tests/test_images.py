@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -214,3 +216,40 @@ def test_noise_names_are_lazy_and_seeds_are_checked(tmp_path):
     ):
         with pytest.raises(RFMapError, match="seed must be a non-negative integer"):
             make()
+
+
+def test_sample_images_without_scikit_image_say_to_install_it(monkeypatch):
+    """Once "no scikit-image sample image loads here": the missing module went unnamed."""
+    from rfmap import images
+
+    monkeypatch.setitem(sys.modules, "skimage", None)  # `import skimage` raises ImportError
+    monkeypatch.setitem(sys.modules, "skimage.data", None)
+    images.available_sample_images.cache_clear()
+    try:
+        with pytest.raises(RFMapError, match=r"need scikit-image.*install scikit-image"):
+            images.sample_images((3, 32, 32), 2)
+        with pytest.raises(RFMapError, match="install scikit-image"):
+            images.load_sample_image("camera")
+    finally:
+        images.available_sample_images.cache_clear()
+
+
+def test_unreadable_files_are_their_own_error(tmp_path):
+    from rfmap.errors import UnreadableImageError
+
+    (tmp_path / "fake.jpg").write_text("not a jpeg")
+    (tmp_path / "half.png").write_bytes(_png_bytes()[:60])  # a truncated PNG
+    found = folder_images(tmp_path, (3, 8, 8))
+    for index in range(len(found)):
+        with pytest.raises(UnreadableImageError, match=r"cannot read image .*(fake|half)"):
+            found.load(index)
+
+
+def _png_bytes() -> bytes:
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (16, 16), (10, 20, 30)).save(buffer, format="PNG")
+    return buffer.getvalue()

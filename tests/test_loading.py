@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import re
+import subprocess
+import sys
 import textwrap
 
 import pytest
@@ -137,3 +141,71 @@ def test_weights_that_are_not_a_checkpoint_say_so(tmp_path):
     text.write_text("these are not weights\n")
     with pytest.raises(ModelError, match=r"not a PyTorch checkpoint.*torch\.save"):
         load_model("torch.nn:Identity", text)
+
+
+def _weights_cases(tmp_path):
+    """Files torch.load(weights_only=True) refuses, and what rfmap must call them."""
+    conv = torch.nn.Conv2d(1, 1, 3)
+    cases = {}
+    path = tmp_path / "whole_p4.pt"
+    torch.save(conv, path, pickle_protocol=4)  # PyTorch warns about the protocol, then fails
+    cases[path] = r"saved with pickle protocol 4, which torch\.load\(weights_only=True\) cannot"
+    path = tmp_path / "state_p4.pt"
+    torch.save(conv.state_dict(), path, pickle_protocol=4)  # a state dict: not "pickled objects"
+    cases[path] = r"saved with pickle protocol 4"
+    path = tmp_path / "whole.pt"
+    torch.save(conv, path)
+    cases[path] = r"holds pickled objects \(e\.g\. a whole model"
+    for name, text in [("notes.json", '{"a": 1}\n'), ("readme.pth", "hello\n"), ("x.pt", "abc")]:
+        path = tmp_path / name
+        path.write_text(text)  # '{' reads as a pickle opcode: once called "pickled objects"
+        cases[path] = r"it is a text file, not a PyTorch checkpoint; save one with torch\.save"
+    path = tmp_path / "empty.pt"
+    path.write_bytes(b"")
+    cases[path] = r"the file is empty"
+    return cases
+
+
+def test_refused_weights_say_what_the_file_is_without_pytorch_warnings(tmp_path, recwarn):
+    for path, message in _weights_cases(tmp_path).items():
+        with pytest.raises(ModelError, match=message) as info:
+            load_model("torch.nn:Identity", path)
+        assert "\n" not in str(info.value)
+    assert [str(w.message) for w in recwarn] == []  # PyTorch's UserWarning is not passed on
+
+
+def test_refused_weights_are_one_stderr_line_on_the_command_line(tmp_path):
+    """``rfmap model`` in a fresh interpreter, every warning shown: what a user sees."""
+    model = tmp_path / "net.py"
+    model.write_text("import torch\n\ndef build():\n    return torch.nn.Conv2d(1, 1, 3)\n")
+    cases = _weights_cases(tmp_path)
+    script = tmp_path / "run.py"
+    script.write_text(
+        "import contextlib, io, json, sys, warnings\n"
+        "warnings.simplefilter('always')\n"  # stricter than Python's default filters
+        "from rfmap.cli import main\n"
+        "results = []\n"
+        "for path in sys.argv[2:]:\n"
+        "    err = io.StringIO()\n"
+        "    with contextlib.redirect_stderr(err):\n"
+        "        code = main(['model', sys.argv[1], '--input-size', '1,8,8', '--weights', path])\n"
+        "    results.append([code, err.getvalue()])\n"
+        "print(json.dumps(results))\n"
+    )
+    argv = [sys.executable, str(script), f"{model}:build", *map(str, cases)]
+    done = subprocess.run(argv, capture_output=True, text=True, check=True)
+    assert done.stderr == ""
+    for (code, err), message in zip(json.loads(done.stdout), cases.values(), strict=True):
+        lines = err.splitlines()
+        assert code == 2 and len(lines) == 1, err
+        assert lines[0].startswith("rfmap: error: cannot load weights")
+        assert re.search(message, lines[0]), lines[0]
+
+
+def test_a_state_dict_loads_without_warnings(tmp_path, recwarn):
+    path = tmp_path / "ok.pt"
+    torch.save(torch.nn.Conv2d(1, 1, 3).state_dict(), path)
+    net = tmp_path / "n.py"
+    net.write_text("import torch\n\ndef build():\n    return torch.nn.Conv2d(1, 1, 3)\n")
+    loaded = load_model(f"{net}:build", path)
+    assert isinstance(loaded, torch.nn.Conv2d) and [str(w.message) for w in recwarn] == []

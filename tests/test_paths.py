@@ -384,3 +384,49 @@ def test_exact_sum_never_overflows():
     assert _exact_sum(np.arange(5, dtype=np.int64)) == 10
     assert _exact_sum(np.zeros(0, dtype=np.int64)) == 0
     assert _exact_sum(np.array([2**70, 1], dtype=object)) == 2**70 + 1
+
+
+# ---------------------------------------------------------------------------------------
+# The full field and the input that clips it
+# ---------------------------------------------------------------------------------------
+
+
+def test_the_notebooks_fibonacci_field_is_clipped_by_its_input():
+    m = path_map([1, 1, 2, 3, 5], size=21)
+    assert m.full_receptive_field == (25, 25) and m.receptive_field == (21, 21) and m.clipped
+    d = m.to_dict(counts=False)
+    assert d["full_receptive_field"] == [25, 25] and d["clipped"] is True
+    assert list(d)[-2:] == ["full_receptive_field", "clipped"]
+    assert "full_receptive_field=[25, 25]" in repr(m)
+    fits = path_map([1, 1, 2, 3, 5], size=25)
+    assert fits.receptive_field == fits.full_receptive_field == (25, 25) and not fits.clipped
+    assert "full_receptive_field" not in repr(fits)
+    corner = path_map([1, 2, 4], size=21, unit=(0, 10))  # the border cuts one axis
+    assert corner.receptive_field == (8, 15) and corner.clipped
+    unbounded = path_map([1, 1, 2, 3, 5], size=None)
+    assert unbounded.receptive_field == (25, 25) and not unbounded.clipped
+
+
+def _extent(counts: np.ndarray, axis: int) -> int:
+    other = tuple(a for a in range(counts.ndim) if a != axis)
+    nonzero = np.flatnonzero(np.asarray(counts != 0).any(axis=other) if other else counts != 0)
+    return int(nonzero[-1] - nonzero[0] + 1) if len(nonzero) else 0
+
+
+@given(data=st.data(), stack=small_stacks())
+@settings(max_examples=examples(300))
+def test_clipped_is_the_brute_force_extent_falling_short_of_the_full_field(data, stack):
+    layers, size = stack
+    try:
+        out = rfmap.specs.output_sizes(layers, size)[-1]
+    except InvalidSpecError:
+        return
+    unit = tuple(data.draw(st.integers(0, n - 1)) for n in out)
+    pmap = stack_path_map(layers, size, unit)
+    expected = brute_force_counts(layers, size, unit)
+    extent = tuple(_extent(expected, a) for a in range(len(size)))
+    full = stack_path_map(layers, None).counts.shape  # the unbounded map: the whole field
+    assert pmap.receptive_field == extent
+    assert pmap.full_receptive_field == full
+    assert pmap.clipped == (extent != full)
+    assert all(e <= f for e, f in zip(extent, full, strict=True))

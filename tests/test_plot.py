@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import sys
 
 import numpy as np
@@ -203,3 +204,92 @@ def test_check_drawable_counts_what_is_drawn():
     check_drawable((400, 400, 400))
     with pytest.raises(MapTooLargeError, match="800x800x800"):
         check_drawable((800, 800, 800))
+
+
+# -- where figures live: .plot() on pyplot (a notebook shows it), plot_* standalone ---------
+
+
+def _pyplot_managed(fig) -> bool:
+    import matplotlib.pyplot as plt
+
+    return any(plt.figure(n) is fig for n in plt.get_fignums())
+
+
+def test_dot_plot_draws_on_a_pyplot_figure_that_a_notebook_shows():
+    """Jupyter's inline backend shows the pyplot figures of a cell: .plot() must make one."""
+    from rfmap import check, compare, tcn
+
+    m = path_map([1, 2, 4], size=9)
+    drawn = [
+        m.plot().figure,
+        check([2, 2, 2]).plot().figure,
+        compare([[1, 2], [2, 2]], size=9).plot(),
+        tcn("keras-tcn", dilations=[1, 2]).plot().figure,
+    ]
+    for fig in drawn:
+        assert _pyplot_managed(fig)
+
+
+def test_plot_functions_and_jupyter_reprs_stay_off_pyplot():
+    import matplotlib.pyplot as plt
+
+    m = path_map([1, 2, 4], size=9)
+    before = plt.get_fignums()
+    fig = plot_map(m).figure
+    assert not _pyplot_managed(fig) and fig.canvas.__class__.__name__ == "FigureCanvasAgg"
+    assert m._repr_png_().startswith(b"\x89PNG")
+    assert plt.get_fignums() == before  # nothing registered, nothing to close
+    ax = new_figure().add_subplot()
+    assert m.plot(ax=ax) is ax and not _pyplot_managed(ax.figure)  # a given axes is used
+    assert _pyplot_managed(plot_map(m, pyplot=True).figure)  # asked for explicitly
+
+
+def test_a_script_with_the_agg_backend_plots_without_warnings(tmp_path):
+    script = tmp_path / "script.py"
+    script.write_text(
+        "import matplotlib\n"
+        "matplotlib.use('Agg')\n"
+        "import matplotlib.pyplot as plt\n"
+        "import rfmap\n"
+        "ax = rfmap.path_map([1, 2, 4], size=21).plot()\n"
+        "ax.figure.savefig(r'%s')\n"
+        "rfmap.check([2, 2, 2]).plot()\n"
+        "plt.close('all')\n" % (tmp_path / "map.png")
+    )
+    import subprocess
+
+    result = subprocess.run(
+        [sys.executable, "-W", "error", str(script)], capture_output=True, text=True
+    )
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+    assert (tmp_path / "map.png").read_bytes().startswith(b"\x89PNG")
+
+
+@pytest.mark.parametrize(("size", "ndim"), [(2049, 2), (1000, 2), (300, 2), (21, 2), (700, 3)])
+def test_axis_tick_labels_do_not_overlap(size, ndim):
+    """At N = 2049 the x labels ran into each other (a new user's trial)."""
+    sizes = size if ndim == 2 else (2, size, size)
+    m = path_map([1, 2, 4], size=sizes, ndim=ndim)
+    fig = plot_map(m).figure
+    fig.canvas.draw()
+    for ax in fig.axes[:-1]:  # the last axes is the colour bar
+        boxes = [t.get_window_extent() for t in _shown_xticklabels(ax)]
+        assert len(boxes) >= 2
+        for left, right in itertools.pairwise(boxes):
+            assert left.x1 < right.x0, (size, [t.get_text() for t in _shown_xticklabels(ax)])
+
+
+def _shown_xticklabels(ax):
+    low, high = sorted(ax.get_xlim())
+    return [
+        label
+        for tick, label in zip(ax.get_xticks(), ax.get_xticklabels(), strict=True)
+        if low <= tick <= high and label.get_text()
+    ]
+
+
+def test_the_seed_figures_keep_their_ticks():
+    fig = plot_map(path_map([1, 2, 4], size=21)).figure
+    fig.canvas.draw()
+    labels = [t.get_text() for t in _shown_xticklabels(fig.axes[0])]
+    assert labels == ["0", "3", "6", "9", "12", "15", "18"]

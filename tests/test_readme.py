@@ -45,3 +45,22 @@ def test_readme_cli_example_output(capsys):
     assert main(["map", "1,2,4", "--size", "17"]) == 0
     out = capsys.readouterr().out
     assert out.startswith(block)
+
+
+def test_the_install_line_names_what_the_examples_and_make_test_need():
+    """A new user's trial: the examples needed extras and downloads the README did not name."""
+    text = (ROOT / "README.md").read_text()
+    install = text.split("## Install", 1)[1].split("\n## ", 1)[0]
+    setup = text.split("## Install", 1)[0]
+    if "torchvision.models:" in text:
+        assert re.search(r"\.\[[a-z,]*vision", install), "torchvision examples need [vision]"
+    if "--sample-images" in text:
+        assert re.search(r"\.\[[a-z,]*images", install), "--sample-images needs [images]"
+    makefile = (ROOT / "Makefile").read_text()
+    if "sudo" in makefile.replace("SUDO", "sudo"):
+        assert "sudo apt-get" in setup, "make test may run sudo apt-get: say so up front"
+    if "CUDA build" in makefile:
+        assert "6 GB" in setup and "CUDA" in setup, "make test downloads PyTorch's CUDA build"
+    extras = re.findall(r"^(\w+) = \[", (ROOT / "pyproject.toml").read_text(), re.M)
+    for extra in re.findall(r"\.\[([a-z,]+)\]", install):
+        assert set(extra.split(",")) <= set(extras), extra

@@ -101,3 +101,21 @@ def test_format_schedule_is_the_notebook_title_form():
 def test_validation_messages_name_the_parameter(kwargs, message):
     with pytest.raises(InvalidSpecError, match=message):
         conv_stack(**kwargs)
+
+
+def test_receptive_field_size_of_a_dilation_schedule():
+    """Once an AttributeError ('int' object has no attribute 'extent')."""
+    from rfmap import receptive_field_size
+
+    assert receptive_field_size([1, 2, 5]) == 17 == receptive_field_size(conv_stack([1, 2, 5]))
+    assert receptive_field_size([1, 2, 5], kernel_size=2) == 9
+    assert receptive_field_size([1, (2, 3)], axis=1) == 1 + 2 * (1 + 3)
+    assert receptive_field_size([4]) == 9
+    with pytest.raises(InvalidSpecError, match="dilations must be positive integers"):
+        receptive_field_size([1, 0])
+    with pytest.raises(InvalidSpecError, match="a mix"):
+        receptive_field_size([conv_stack([1])[0], 2])
+    with pytest.raises(InvalidSpecError, match=r"axis must be an integer in 0\.\.1, got 2"):
+        receptive_field_size([1, 2], axis=2)
+    with pytest.raises(InvalidSpecError, match="at least one layer"):
+        receptive_field_size([])

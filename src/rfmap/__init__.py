@@ -8,22 +8,24 @@ and the model tools import PyTorch when they are first used.
 >>> rfmap.path_counts([1, 2], size=7, ndim=1).tolist()
 [1, 1, 2, 1, 2, 1, 1]
 
-Schedule design and the TCN presets live in their modules, whose names they share:
-``from rfmap.design import design`` and ``from rfmap.tcn import tcn``.
+Every submodule is reachable as an attribute (``rfmap.plot``, ``rfmap.report``...),
+imported on first use.  Three of them share their name with their main function and
+can be called as it: ``rfmap.erf(model, inputs)``, ``rfmap.design(4)`` (also exported
+as :func:`design_schedules`) and ``rfmap.tcn("keras-tcn")``.
 """
 
-from __future__ import annotations
-
-import importlib
-from typing import Any
+import importlib as _importlib
+from typing import Any as _Any
 
 from .design import DesignResult
+from .design import design as design_schedules
 from .errors import (
     InvalidSpecError,
     MapTooLargeError,
     ModelError,
     RFMapError,
     SearchTooLargeError,
+    UnreadableImageError,
     UnsupportedLayerError,
 )
 from .gridding import Comparison, GriddingReport, check, compare, gridding_free
@@ -50,6 +52,30 @@ _LAZY = {
     "explorer_html": "html",
 }
 
+#: The public submodules, served on first access (``rfmap.plot`` imports matplotlib
+#: only then).  ``rfmap.erf`` is the module; calling it runs :func:`rfmap.erf.erf`.
+_SUBMODULES = (
+    "cli",
+    "design",
+    "erf",
+    "erf_metrics",
+    "errors",
+    "gradient",
+    "gridding",
+    "html",
+    "images",
+    "loading",
+    "measure",
+    "paths",
+    "plot",
+    "progress",
+    "receptive",
+    "report",
+    "specs",
+    "tcn",
+    "trace",
+)
+
 __all__ = [
     "Comparison",
     "ConvLayer",
@@ -65,6 +91,7 @@ __all__ = [
     "ReceptiveField",
     "SearchTooLargeError",
     "TCNResult",
+    "UnreadableImageError",
     "UnsupportedLayerError",
     "__version__",
     "animate_schedule",
@@ -73,6 +100,7 @@ __all__ = [
     "check",
     "compare",
     "conv_stack",
+    "design_schedules",
     "erf",
     "explorer",
     "explorer_html",
@@ -92,19 +120,16 @@ __all__ = [
 ]
 
 
-#: Submodules served as themselves: ``rfmap.erf`` is the module, and calling it runs
-#: :func:`rfmap.erf.erf` (so ``rfmap.erf(model, inputs)`` works and nothing is shadowed).
-_LAZY_MODULES = {"erf"}
-
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY_MODULES:
-        return importlib.import_module(f".{name}", __name__)
+def __getattr__(name: str) -> _Any:
+    if name in _SUBMODULES:
+        return _importlib.import_module(f".{name}", __name__)
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'rfmap' has no attribute {name!r}")
-    return getattr(importlib.import_module(f".{module}", __name__), name)
+    return getattr(_importlib.import_module(f".{module}", __name__), name)
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+    """``__all__``, the submodules and the module's dunder attributes, nothing else."""
+    dunders = {name for name in globals() if name.startswith("__") and name.endswith("__")}
+    return sorted(set(__all__) | set(_SUBMODULES) | dunders)

@@ -33,6 +33,10 @@ Sound bounds (each proved where it is used):
 ((1, 3, 9, 27), 81)
 >>> design(3, max_dilation=4).candidates[0].dilations
 (1, 3, 4)
+
+The function has the module's name: ``from rfmap.design import design``, or
+``rfmap.design_schedules`` (the same function); the module can be called too,
+``rfmap.design(4)``.
 """
 
 from __future__ import annotations
@@ -48,6 +52,7 @@ from typing import Any
 
 import numpy as np
 
+from ._callable import make_callable
 from .errors import InvalidSpecError, SearchTooLargeError
 from .specs import ConvLayer
 
@@ -253,6 +258,11 @@ class DesignResult:
             "max_receptive_field": max_receptive_field(self.layers, self.kernel, self.max_dilation),
             "candidates": [c.to_dict() for c in self.candidates],
         }
+
+    def __str__(self) -> str:
+        from .report import format_design
+
+        return format_design(self)
 
     def _repr_html_(self) -> str:
         from .plot.compare import design_html
@@ -894,3 +904,6 @@ def suggest_fix(layers: Sequence[ConvLayer]) -> tuple[Suggestion | None, str | N
         and len({f.added_layers for f in fixes if f is not None}) == 1
     )
     return Suggestion(tuple(entries), rf, added, tuple(changed), distance, optimal), None
+
+
+make_callable(__name__, "design")

@@ -13,6 +13,7 @@ __all__ = [
     "ModelError",
     "RFMapError",
     "SearchTooLargeError",
+    "UnreadableImageError",
     "UnsupportedLayerError",
 ]
 
@@ -39,3 +40,7 @@ class ModelError(RFMapError):
 
 class SearchTooLargeError(RFMapError):
     """A search (e.g. schedule design) would exceed its budget; raised instead of running on."""
+
+
+class UnreadableImageError(RFMapError):
+    """An image file could not be read or decoded (``rfmap erf --skip-unreadable`` skips it)."""

@@ -131,7 +131,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -147,6 +147,7 @@ from .specs import (
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
 __all__ = [
     "DEFAULT_CHECK_BYTES",
@@ -581,7 +582,7 @@ class GriddingReport(DescribesSchedule):
         }
 
     def __str__(self) -> str:
-        from .cli.gridding import format_report
+        from .report import format_report
 
         return format_report(self)
 
@@ -590,12 +591,14 @@ class GriddingReport(DescribesSchedule):
         """Draw the field along each axis with its holes (see :func:`rfmap.plot.plot_report`)."""
         from .plot.compare import plot_report
 
+        kwargs.setdefault("pyplot", ax is None)
         return plot_report(self, ax=ax, **kwargs)
 
     def _repr_html_(self) -> str:
-        from .plot.compare import report_html
+        from .plot.compare import plot_report, report_html
 
-        return report_html(str(self), self.plot().figure if self.map_computed else None)
+        fig = cast("Figure", plot_report(self).figure) if self.map_computed else None
+        return report_html(str(self), fig)
 
 
 def _list_or_none(values: tuple[Any, ...] | None) -> list[Any] | None:
@@ -754,15 +757,21 @@ class Comparison:
         return {"size": list(self.size), "schedules": out}
 
     def plot(self, **kwargs: Any) -> Any:
-        """The side-by-side figure (see :func:`rfmap.plot.plot_compare`)."""
+        """The side-by-side figure (see :func:`rfmap.plot.plot_compare`), made with pyplot."""
         from .plot.compare import plot_compare
 
+        kwargs.setdefault("pyplot", True)
         return plot_compare(self, **kwargs)
 
-    def _repr_png_(self) -> bytes:
-        from .plot import figure_png
+    def __str__(self) -> str:
+        from .report import format_comparison
 
-        return figure_png(self.plot())
+        return format_comparison(self)
+
+    def _repr_png_(self) -> bytes:
+        from .plot import figure_png, plot_compare
+
+        return figure_png(plot_compare(self))
 
 
 def compare(

@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import RFMapError
+from .errors import RFMapError, UnreadableImageError
 
 __all__ = [
     "IMAGENET_MEAN",
@@ -118,14 +118,20 @@ def _check_input_size(input_size: Sequence[int], *, images: bool) -> tuple[int, 
     return size
 
 
-def _sample_loader(name: str) -> Any:
+def _skimage_data() -> Any:
+    """``skimage.data``, or a clear error saying to install scikit-image."""
     try:
         import skimage.data
-    except ImportError as exc:  # pragma: no cover - depends on the environment
+    except ImportError as exc:
         raise RFMapError(
-            "the sample images need scikit-image: pip install 'rfmap[images]'"
+            "the sample images (--sample-images) need scikit-image, which is not installed: "
+            "install scikit-image (pip install scikit-image, or pip install 'rfmap[images]')"
         ) from exc
-    return getattr(skimage.data, name, None)
+    return skimage.data
+
+
+def _sample_loader(name: str) -> Any:
+    return getattr(_skimage_data(), name, None)
 
 
 def load_sample_image(name: str) -> np.ndarray:
@@ -155,6 +161,7 @@ def load_sample_image(name: str) -> np.ndarray:
 @functools.lru_cache(maxsize=1)
 def available_sample_images() -> tuple[str, ...]:
     """The names in :data:`SAMPLE_IMAGES` that load here without a download."""
+    _skimage_data()  # no scikit-image: say so, rather than "no sample image loads"
     names = []
     for name in SAMPLE_IMAGES:
         try:
@@ -303,9 +310,15 @@ class ImageSet:
         channels, height, width = self.input_size
         if self.kind is InputKind.SAMPLE:
             image: Any = load_sample_image(self.names[index])
-        else:
-            image = _open_image(Path(self.root or ".") / self.names[index])
-        return prepare_image(image, (height, width), channels, self.normalization)
+            return prepare_image(image, (height, width), channels, self.normalization)
+        path = Path(self.root or ".") / self.names[index]
+        image = _open_image(path)
+        try:
+            return prepare_image(image, (height, width), channels, self.normalization)
+        except (OSError, ValueError, SyntaxError, EOFError) as exc:
+            raise UnreadableImageError(
+                f"cannot read image {str(path)!r}: {type(exc).__name__}: {exc}"
+            ) from exc
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready description (the names are listed up to 100)."""
@@ -327,8 +340,18 @@ def _open_image(path: Path) -> Any:
         with Image.open(path) as picture:
             picture.load()
             return picture.copy()
-    except (OSError, UnidentifiedImageError, Image.DecompressionBombError) as exc:
-        raise RFMapError(f"cannot read image {str(path)!r}: {type(exc).__name__}: {exc}") from exc
+    except (
+        OSError,
+        UnidentifiedImageError,
+        Image.DecompressionBombError,
+        SyntaxError,
+        EOFError,
+        ValueError,
+    ) as exc:
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise UnreadableImageError(
+            f"cannot read image {str(path)!r}: {type(exc).__name__}: {message}"
+        ) from exc
 
 
 def _check_seed(seed: Any) -> int:

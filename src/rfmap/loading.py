@@ -2,7 +2,9 @@
 
 A SPEC is ``package.module:callable`` (e.g. ``torchvision.models:resnet50``) or
 ``path/to/file.py:callable``; the callable is called with no arguments and must return
-an ``nn.Module``.  ``--weights FILE`` is loaded with ``torch.load(weights_only=True)``.
+an ``nn.Module``.  ``--weights FILE`` is loaded with ``torch.load(weights_only=True)``;
+a file it refuses gets one line saying what the file is (a whole pickled model, an old
+pickle protocol, a text file...), without PyTorch's own warnings.
 """
 
 from __future__ import annotations
@@ -10,7 +12,9 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import os
+import re
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -97,24 +101,82 @@ def load_model(spec: str, weights: str | os.PathLike[str] | None = None) -> Any:
     return model.eval()
 
 
+def _is_protocol_warning(item: warnings.WarningMessage) -> bool:
+    return "pickle protocol" in str(item.message)
+
+
+def _file_kind(path: Path) -> str:
+    """``zip`` (PyTorch's format), ``pickle`` (the legacy one), ``text`` or ``other``."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(4096)
+    except OSError:
+        return "other"
+    if head.startswith(b"PK\x03\x04"):
+        return "zip"
+    if head[:1] == b"\x80" and len(head) > 1 and 2 <= head[1] <= 5:
+        return "pickle"
+    if not head:
+        return "empty"
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        # a cut in the middle of a multi-byte character at the end is still text
+        try:
+            text = head[:-3].decode("utf-8") if len(head) > 3 else ""
+        except UnicodeDecodeError:
+            return "other"
+    printable = sum(ch.isprintable() or ch in "\t\r\n" for ch in text)
+    return "text" if text and printable >= 0.95 * len(text) else "other"
+
+
+def _unloadable(
+    name: str, path: Path, exc: BaseException, caught: list[warnings.WarningMessage]
+) -> str:
+    """One line saying why ``torch.load(weights_only=True)`` refused the file."""
+    save = "save one with torch.save(model.state_dict(), path)"
+    kind = _file_kind(path)
+    if kind == "text":
+        return f"cannot load weights {name!r}: it is a text file, not a PyTorch checkpoint; {save}"
+    if kind == "empty":
+        return f"cannot load weights {name!r}: the file is empty; {save}"
+    message = str(exc)
+    if "Unsupported global" in message:
+        return (
+            f"cannot load weights {name!r}: it holds pickled objects (e.g. a whole model "
+            "saved with torch.save(model)), which torch.load(weights_only=True) refuses; "
+            "save model.state_dict() instead"
+        )
+    protocol = next((str(item.message) for item in caught if _is_protocol_warning(item)), "")
+    if protocol or ("weights_only" in message and kind in ("zip", "pickle")):
+        found = re.search(r"pickle protocol (\d+)", protocol)
+        which = f"pickle protocol {found.group(1)}" if found else "a pickle protocol"
+        return (
+            f"cannot load weights {name!r}: it was saved with {which}, which "
+            "torch.load(weights_only=True) cannot read; save model.state_dict() with "
+            "torch.save and its default protocol"
+        )
+    return (
+        f"cannot load weights {name!r}: not a PyTorch checkpoint that torch.load reads "
+        f"({_why(exc)}); {save}"
+    )
+
+
 def _load_weights(torch: Any, model: Any, spec: str, path: Path) -> None:
     """Load a state dict (possibly nested in a checkpoint) into ``model``, strictly."""
     name = str(path)
     if not path.is_file():
         raise ModelError(f"weights file not found: {name!r}")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        if "weights_only" in str(exc) or "Unsupported global" in str(exc):
-            raise ModelError(
-                f"cannot load weights {name!r}: it holds pickled objects (e.g. a whole model "
-                "saved with torch.save(model)), which torch.load(weights_only=True) refuses; "
-                "save model.state_dict() instead"
-            ) from exc
-        raise ModelError(
-            f"cannot load weights {name!r}: not a PyTorch checkpoint that torch.load reads "
-            f"({_why(exc)}); save one with torch.save(model.state_dict(), path)"
-        ) from exc
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:
+            # PyTorch warns about the pickle protocol before failing: say it in one line.
+            raise ModelError(_unloadable(name, path, exc, caught)) from exc
+    for item in caught:  # a successful load: pass on what PyTorch had to say, but the
+        if not _is_protocol_warning(item):  # protocol note about a file it did read
+            warnings.warn_explicit(item.message, item.category, item.filename, item.lineno)
     if isinstance(state, dict):
         for key in _NESTED:
             if isinstance(state.get(key), dict):

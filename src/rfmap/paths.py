@@ -198,6 +198,14 @@ class PathMap(DescribesSchedule):
     ``counts[0, ..., 0]`` (0 for a bounded input; for ``size=None`` it is relative to the
     input position of the output unit).  ``factors`` are the 1D maps whose outer
     product is ``counts``.
+
+    :attr:`receptive_field` is the extent of the paths inside the input; the input's
+    border can cut it short of :attr:`full_receptive_field`, the theoretical field, and
+    :attr:`clipped` says so.
+
+    >>> m = path_map([1, 1, 2, 3, 5], size=21)
+    >>> m.full_receptive_field, m.receptive_field, m.clipped
+    ((25, 25), (21, 21), True)
     """
 
     layers: tuple[ConvLayer, ...]
@@ -220,8 +228,23 @@ class PathMap(DescribesSchedule):
 
     @property
     def receptive_field(self) -> tuple[int, ...]:
-        """Extent of the non-zero support per axis (0 where no path survives)."""
-        return tuple(int(nz[-1] - nz[0] + 1) if len(nz) else 0 for nz in self._nonzero)
+        """Extent of the non-zero support per axis, inside the input (0 where no path
+        survives, on every axis: a map without paths has no extent); see
+        :attr:`full_receptive_field` for the field the input may clip."""
+        if any(len(nz) == 0 for nz in self._nonzero):
+            return (0,) * self.ndim
+        return tuple(int(nz[-1] - nz[0] + 1) for nz in self._nonzero)
+
+    @property
+    def full_receptive_field(self) -> tuple[int, ...]:
+        """The theoretical receptive field per axis: its extent on an unbounded input."""
+        return tuple(receptive_field_size(self.layers, axis) for axis in range(self.ndim))
+
+    @property
+    def clipped(self) -> bool:
+        """Whether the input cuts the field: :attr:`receptive_field` is smaller than
+        :attr:`full_receptive_field` on some axis (paths that leave the input are lost)."""
+        return self.receptive_field != self.full_receptive_field
 
     @property
     def support(self) -> int:
@@ -239,7 +262,11 @@ class PathMap(DescribesSchedule):
         return math.prod(_exact_sum(f) for f in self.factors)
 
     def to_dict(self, counts: bool = True) -> dict[str, Any]:
-        """JSON-ready description; ``counts`` as nested lists of exact ints."""
+        """JSON-ready description; ``counts`` as nested lists of exact ints.
+
+        ``receptive_field`` is the extent inside the input; ``full_receptive_field`` and
+        ``clipped`` (the last keys) are the theoretical field and whether the input cuts it.
+        """
         uniform_size = self.size is not None and len(set(self.size)) == 1
         out: dict[str, Any] = {
             "dilations": self.dilations,
@@ -261,6 +288,8 @@ class PathMap(DescribesSchedule):
             # Nested lists of Python ints take far more memory than the array: check first.
             check_allocation(self.counts.size, JSON_BYTES_PER_CELL, None, "the JSON counts")
             out["counts"] = self.counts.tolist()
+        out["full_receptive_field"] = list(self.full_receptive_field)
+        out["clipped"] = self.clipped
         return out
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
@@ -268,10 +297,20 @@ class PathMap(DescribesSchedule):
 
     # -- display -----------------------------------------------------------------------
     def plot(self, ax: Axes | None = None, **kwargs: Any) -> Any:
-        """Draw the map (see :func:`rfmap.plot.plot_map`) and return the axes."""
+        """Draw the map (see :func:`rfmap.plot.plot_map`) and return the axes.
+
+        Without ``ax`` the figure is made with pyplot, so a notebook shows it (as pandas'
+        ``.plot()``); ``plot_map(m)`` makes a standalone figure instead.
+        """
         from .plot import plot_map
 
+        kwargs.setdefault("pyplot", ax is None)
         return plot_map(self, ax=ax, **kwargs)
+
+    def __str__(self) -> str:
+        from .report import format_map
+
+        return format_map(self)
 
     def _repr_png_(self) -> bytes:
         from .plot import figure_png, plot_map
@@ -280,9 +319,11 @@ class PathMap(DescribesSchedule):
 
     def __repr__(self) -> str:
         size = "unbounded" if self.size is None else "x".join(map(str, self.size))
+        full = f", full_receptive_field={list(self.full_receptive_field)}" if self.clipped else ""
         return (
             f"PathMap({format_schedule(self.layers)}, size={size}, "
-            f"receptive_field={list(self.receptive_field)}, max={self.max}, total={self.total})"
+            f"receptive_field={list(self.receptive_field)}{full}, max={self.max}, "
+            f"total={self.total})"
         )
 
 

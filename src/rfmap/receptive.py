@@ -722,9 +722,9 @@ class ReceptiveField(_Axes):
         return format_table(self)
 
     def _repr_html_(self) -> str:
-        from .report import html_table
+        from .report import receptive_html
 
-        return html_table(self)
+        return receptive_html(self)
 
 
 def graph_rf(
@@ -828,6 +828,6 @@ def layers_rf(layers: Sequence[ConvLayer], size: int | Sequence[int]) -> Recepti
 
 def format_table(result: ReceptiveField, all_rows: bool = True) -> str:
     """The summary and the per-layer table as aligned text (see :mod:`rfmap.report`)."""
-    from .report import format_table as render
+    from .report import format_receptive_field
 
-    return render(result, all_rows)
+    return format_receptive_field(result, all_rows)

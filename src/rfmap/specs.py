@@ -241,17 +241,37 @@ def output_sizes(layers: Sequence[ConvLayer], size: Sequence[int]) -> list[tuple
     return sizes
 
 
-def receptive_field_size(layers: Sequence[ConvLayer], axis: int = 0) -> int:
+def receptive_field_size(
+    layers: Sequence[ConvLayer] | Sequence[ScheduleEntry],
+    axis: int = 0,
+    kernel_size: int | Sequence[ScheduleEntry] = 3,
+) -> int:
     """Extent of the theoretical receptive field along ``axis`` (unbounded input).
 
     ``1 + sum_l (extent_l - 1) * jump_{l-1}`` where the jump is the product of the
-    strides before layer ``l``.
+    strides before layer ``l``.  ``layers`` is a stack built by :func:`conv_stack`, or
+    a dilation schedule, built with ``kernel_size`` (stride 1).
 
     >>> receptive_field_size(conv_stack([1, 2, 4]))
     15
+    >>> receptive_field_size([1, 2, 5]), receptive_field_size([1, 2, 5], kernel_size=2)
+    (17, 9)
     """
+    items = list(layers) if isinstance(layers, Sequence) and not isinstance(layers, str) else None
+    if items and all(isinstance(layer, ConvLayer) for layer in items):
+        stack: Sequence[ConvLayer] = items  # type: ignore[assignment]
+    elif items and any(isinstance(layer, ConvLayer) for layer in items):
+        raise InvalidSpecError(
+            "layers must be all ConvLayer (from conv_stack) or a dilation schedule, "
+            f"got a mix: {items!r}"
+        )
+    else:
+        stack = conv_stack(layers, kernel_size)  # type: ignore[arg-type]
+    ndim = stack[0].ndim
+    if isinstance(axis, bool) or not isinstance(axis, int) or not 0 <= axis < ndim:
+        raise InvalidSpecError(f"axis must be an integer in 0..{ndim - 1}, got {axis!r}")
     rf, jump = 1, 1
-    for layer in layers:
+    for layer in stack:
         rf += (layer.extent(axis) - 1) * jump
         jump *= layer.stride[axis]
     return rf

@@ -32,6 +32,8 @@ residual or skip connection adds them.
 (253, [(253, True), (96, False)])
 >>> tcn("wavenet", stacks=1, initial_kernel=0).receptive_field   # the paper's 1024
 1024
+
+The module can be called as its function: ``rfmap.tcn("keras-tcn")``.
 """
 
 from __future__ import annotations
@@ -41,16 +43,18 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
+from ._callable import make_callable
 from .errors import InvalidSpecError, MapTooLargeError
 from .paths import axis_counts
 from .specs import ConvLayer, conv_stack
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
 __all__ = [
     "Formula",
@@ -179,12 +183,18 @@ class TCNResult:
         """Draw the map (see :func:`rfmap.plot.plot_tcn`) and return the axes."""
         from .plot.compare import plot_tcn
 
+        kwargs.setdefault("pyplot", ax is None)
         return plot_tcn(self, ax=ax, **kwargs)
 
-    def _repr_png_(self) -> bytes:
-        from .plot import figure_png
+    def __str__(self) -> str:
+        from .report import format_tcn
 
-        return figure_png(self.plot().figure)
+        return format_tcn(self)
+
+    def _repr_png_(self) -> bytes:
+        from .plot import figure_png, plot_tcn
+
+        return figure_png(cast("Figure", plot_tcn(self).figure))
 
     def __repr__(self) -> str:
         return (
@@ -566,3 +576,6 @@ def _judge(formulas: Sequence[Formula], exact: int) -> tuple[Formula, ...]:
     return tuple(
         Formula(f.source, f.expression, f.value, f.value == exact, f.note) for f in formulas
     )
+
+
+make_callable(__name__, "tcn")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from typing import Any, NoReturn
 
@@ -30,7 +31,16 @@ class CLIError(RFMapError):
 
 
 class OneLineParser(argparse.ArgumentParser):
-    """An ArgumentParser whose errors are one line (no usage dump) and exit code 2."""
+    """An ArgumentParser whose errors are one line (no usage dump) and exit code 2.
+
+    Values such as ``-1,-1`` count as negative numbers, not options, so ``--unit -1,-1``
+    reaches the range check (and its clear error) instead of "expected one argument".
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # argparse's own pattern takes "-1" but not "-1,-1" (before Python 3.13).
+        self._negative_number_matcher = re.compile(r"^-\d+(\s*,\s*-?\d+)*$|^-\d*\.\d+$")
 
     def error(self, message: str) -> NoReturn:
         raise CLIError(f"{message} (see '{self.prog} --help')")

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 import warnings
 from typing import Any
 
 from ._common import CLIError, check_dpi, parse_unit, print_json
 
-__all__ = ["format_results", "register"]
+__all__ = ["register"]
 
 DESCRIPTION = """\
 Measure the effective receptive field (ERF, Luo et al. 2016) of one output unit: the
@@ -70,7 +69,7 @@ def register(subparsers: Any) -> None:
         default=None,
         metavar="FILE",
         help="state dict (torch.load weights_only=True); once per SPEC, in order ('none' "
-        "skips one)",
+        "skips one); without weights a model is measured as its SPEC builds it (untrained)",
     )
     p.add_argument(
         "--layer",
@@ -101,6 +100,12 @@ def register(subparsers: Any) -> None:
         metavar="DIR",
         default=None,
         help="every .jpg/.jpeg/.png under DIR (recursively), e.g. an ImageNet val folder",
+    )
+    source.add_argument(
+        "--skip-unreadable",
+        action="store_true",
+        help="skip image files that cannot be read (listed on stderr and in the JSON; the "
+        "mean is over the images read); by default one unreadable image is an error",
     )
     source.add_argument(
         "--num-images",
@@ -172,7 +177,7 @@ def register(subparsers: Any) -> None:
         dest="progress",
         action="store_true",
         default=None,
-        help="show a progress bar on stderr (default: when stderr is a terminal)",
+        help="show a progress bar on stderr (default: when stderr is a terminal; needs tqdm)",
     )
     progress.add_argument("--no-progress", dest="progress", action="store_false")
     out = p.add_argument_group("output")
@@ -241,63 +246,6 @@ def _inputs(args: argparse.Namespace, input_size: tuple[int, ...]) -> Any:
     return noise_images(args.num_images or 16, input_size, seed=args.seed)
 
 
-class _Progress:
-    """A one-line progress bar on stderr."""
-
-    def __init__(self, label: str, enabled: bool) -> None:
-        self.label = label
-        self.enabled = enabled
-        self.started = time.perf_counter()
-        self.last = -1.0
-        self.drawn = False
-
-    def __call__(self, done: int, total: int | None) -> None:
-        if not self.enabled:
-            return
-        now = time.perf_counter()
-        if now - self.last < 0.1 and done != total:  # at most ten redraws a second
-            return
-        self.last = now
-        rate = done / max(now - self.started, 1e-9)
-        if total:
-            filled = int(24 * done / total)
-            bar = "#" * filled + "-" * (24 - filled)
-            text = f"\r{self.label} [{bar}] {done}/{total} inputs, {rate:.1f}/s"
-        else:
-            text = f"\r{self.label} {done} inputs, {rate:.1f}/s"
-        sys.stderr.write(text)
-        sys.stderr.flush()
-        self.drawn = True
-
-    def close(self) -> None:
-        if self.drawn:
-            sys.stderr.write("\n")
-            sys.stderr.flush()
-
-
-def format_results(results: list[Any]) -> str:
-    """A readable summary: one block per model, then a table when there are several."""
-    from ..erf import comparison_table, summary_rows
-
-    blocks = []
-    for result in results:
-        rows = summary_rows(result)
-        width = max(len(k) for k, _ in rows)
-        lines = [f"{k.ljust(width)}  {v}" for k, v in rows]
-        if result.crop_note and result.crop is None:
-            lines.append(f"{''.ljust(width)}  ({result.crop_note})")
-        blocks.append("\n".join(lines))
-    if len(results) > 1:
-        header, body = comparison_table(results)
-        widths = [max(len(r[i]) for r in [header, *body]) for i in range(len(header))]
-        table = [
-            "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
-            for row in [header, *body]
-        ]
-        blocks.append("\n".join(table))
-    return "\n\n".join(blocks)
-
-
 def run_erf(args: argparse.Namespace) -> int:
     from .._io import check_output_path
     from ..plot import FIGURE_SUFFIXES
@@ -329,6 +277,8 @@ def run_erf(args: argparse.Namespace) -> int:
     from ..erf import ERFWarning, erf, process_group
     from ..gradient import require_torch
     from ..loading import load_model, parse_input_size
+    from ..progress import ProgressBar
+    from ..progress import available as progress_available
 
     torch = require_torch()
 
@@ -341,11 +291,25 @@ def run_erf(args: argparse.Namespace) -> int:
     results = []
     with process_group(args.device) as (rank, _world):
         show = args.progress if args.progress is not None else sys.stderr.isatty()
+        if args.progress and rank == 0 and not progress_available():
+            print("rfmap: note: no progress bar: tqdm is not installed", file=sys.stderr)
         for spec, layer, weight in zip(args.specs, layers, weights, strict=True):
             torch.manual_seed(args.seed)  # models without weights are drawn the same way
             model = load_model(spec, weight)
-            bar = _Progress(
-                spec.rpartition(":")[2] + (f" {layer}" if layer else ""), show and rank == 0
+            untrained = weight is None and any(True for _ in model.parameters())
+            name = _display_name(spec, weight, untrained)
+            if untrained and rank == 0:
+                print(
+                    f"rfmap: warning: no --weights for {spec}: measuring the untrained model "
+                    "it builds (random initial weights); pass --weights FILE for a trained "
+                    "model's ERF",
+                    file=sys.stderr,
+                )
+            bar = ProgressBar(
+                desc=spec.rpartition(":")[2] + (f" {layer}" if layer else ""),
+                unit="img",
+                enabled=show and rank == 0,
+                file=sys.stderr,
             )
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always", ERFWarning)
@@ -362,8 +326,9 @@ def run_erf(args: argparse.Namespace) -> int:
                         crop=args.crop,
                         check_crop=args.check_crop,
                         channels_last=args.channels_last,
-                        name=_display_name(spec, weight),
+                        name=name,
                         progress=bar,
+                        skip_unreadable=args.skip_unreadable,
                     )
                 finally:
                     bar.close()
@@ -377,12 +342,15 @@ def run_erf(args: argparse.Namespace) -> int:
     return 0
 
 
-def _display_name(spec: str, weights: str | None) -> str:
-    """``resnet50`` for ``torchvision.models:resnet50``; the weights file's stem in brackets."""
+def _display_name(spec: str, weights: str | None, untrained: bool) -> str:
+    """``resnet50 [stem]`` for ``torchvision.models:resnet50`` with weights ``stem.pth``;
+    ``resnet50 (untrained)`` for a model with parameters and no weights file."""
     from pathlib import Path
 
     name = spec.rpartition(":")[2] or spec
-    return name if weights is None else f"{name} [{Path(weights).stem}]"
+    if weights is not None:
+        return f"{name} [{Path(weights).stem}]"
+    return f"{name} (untrained)" if untrained else name
 
 
 def _report(caught: list[warnings.WarningMessage]) -> None:
@@ -411,7 +379,9 @@ def _write_outputs(
         items = [r.to_dict() | source for r, source in zip(results, sources, strict=True)]
         print_json(items[0] if len(items) == 1 else {"results": items})
         return
-    print(format_results(results))
+    from ..report import format_erf
+
+    print(format_erf(results))
     for path in written:
         print(f"wrote {path}")
 

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import argparse
 import textwrap
-from collections.abc import Sequence
 from typing import Any
 
-from ..design import DesignResult, Objective
-from ..gridding import Comparison, GriddingReport
+from ..design import Objective
+from ..report import format_comparison, format_design, format_report, format_tcn
 from ._common import (
     CLIError,
     add_schedule_arguments,
@@ -18,13 +17,7 @@ from ._common import (
     print_json,
 )
 
-__all__ = [
-    "format_comparison",
-    "format_design",
-    "format_report",
-    "format_tcn",
-    "register",
-]
+__all__ = ["register"]
 
 CHECK_EPILOG = """\
 Everything is exact and for an unbounded input (no border effects), so only the schedule
@@ -307,190 +300,6 @@ def register(subparsers: Any) -> None:
 # -- check -------------------------------------------------------------------------------
 
 
-def _join(values: Sequence[object], limit: int = 24) -> str:
-    shown = ", ".join(map(str, values[:limit]))
-    return shown + (f", ... ({len(values)} in all)" if len(values) > limit else "")
-
-
-def _axis_groups(report: GriddingReport) -> list[list[int]]:
-    groups: list[list[int]] = []
-    keys: list[tuple[Any, ...]] = []
-    for a in range(report.ndim):
-        key = tuple(
-            (layer.kernel_size[a], layer.dilation[a], layer.stride[a]) for layer in report.layers
-        )
-        if key in keys:
-            groups[keys.index(key)].append(a)
-        else:
-            keys.append(key)
-            groups.append([a])
-    return groups
-
-
-def _axes_label(axes: list[int], ndim: int) -> str:
-    if ndim == 1:
-        return ""
-    if len(axes) == ndim:
-        return "every axis: " if ndim > 1 else ""
-    return ("axis " if len(axes) == 1 else "axes ") + ", ".join(map(str, axes)) + ": "
-
-
-def _why(report: GriddingReport, axis: int) -> str:
-    gap = report.gaps[axis]
-    if gap is None:
-        return ""
-    strided = any(s != 1 for layer in report.layers for s in layer.stride)
-    what = "effective dilation" if strided else "dilation"
-    note = " (effective dilation = dilation x the product of earlier strides)" if strided else ""
-    if gap.span == 1:
-        # kernel-1 layers move no path, so they do not count (their dilation may be 1)
-        every = all(layer.kernel_size[axis] > 1 for layer in report.layers)
-        which = "layer" if every else "layer of kernel > 1"
-        return (
-            f"no {which} has {what} 1: the smallest, layer {gap.layer} ({what} "
-            f"{gap.dilation}), steps over offset 1 (the first hole){note}"
-        )
-    return (
-        f"sorted by {what}, the layers below layer {gap.layer} reach a contiguous span of "
-        f"{gap.span} offsets, but layer {gap.layer} steps by {gap.dilation} > {gap.span}, "
-        f"so offset {gap.span} is never reached{note}"
-    )
-
-
-def format_report(report: GriddingReport) -> str:
-    """The human explanation of a :class:`~rfmap.gridding.GriddingReport`."""
-    kernel = report.kernel
-    kernel_text = f"kernel {kernel}" if isinstance(kernel, int) else f"kernels {kernel}"
-    paddings = {str(layer.padding) for layer in report.layers}
-    padding = report.layers[0].padding
-    if len(paddings) > 1:
-        pad_text = "per-layer padding"
-    else:
-        pad_text = f"{padding} padding" if isinstance(padding, str) else "explicit padding"
-    lines = [f"{report.title}   {kernel_text}, {report.ndim}D, {pad_text}"]
-    field = " x ".join(map(str, report.receptive_field))
-    if report.gridding_free:
-        lines.append(
-            f"verdict: gridding-free - every cell of the receptive field ({field}) is reached"
-        )
-    elif report.holes is not None:
-        lines.append(
-            f"verdict: GRIDDING - {report.holes:,} of the {report.receptive_field_cells:,} "
-            f"cells of the receptive field ({field}) have no path (coverage "
-            f"{report.coverage:.1%})"
-        )
-    else:
-        lines.append(f"verdict: GRIDDING - the {field} receptive field has holes")
-    offsets, reached = report.hole_offsets, report.reached
-    for axes in _axis_groups(report):
-        a = axes[0]
-        label = _axes_label(axes, report.ndim)
-        centre = -report.origin[a]
-        if report.gaps[a] is None:
-            lines.append(
-                f"  {label}field {report.receptive_field[a]}, all reached "
-                f"(the output unit sits at offset {centre})"
-            )
-            continue
-        if offsets is not None and reached[a] is not None:
-            holes = report.receptive_field[a] - int(reached[a] or 0)
-            lines.append(
-                f"  {label}field {report.receptive_field[a]}, {reached[a]} reached; {holes} "
-                f"holes at offsets {_join(list(offsets[a]))} (unit at offset {centre})"
-            )
-        else:
-            lines.append(
-                f"  {label}field {report.receptive_field[a]:,}: too large to list the holes "
-                f"(raise max_bytes); first hole at offset {report.gaps[a].first_hole}"  # type: ignore[union-attr]
-            )
-        lines.append(f"  why: {_why(report, a)}")
-    if report.first_hole_layer is not None:
-        if report.gridding_free:
-            lines.append(
-                f"  in the given order holes open after layer {report.first_hole_layer} and "
-                f"later layers close them"
-            )
-        else:
-            lines.append(
-                f"  in the given order holes first open after layer {report.first_hole_layer}"
-            )
-    if report.peak_to_mean is not None:
-        stds = ", ".join(f"{s:.3g}" for s in sorted(set(report.erf_std), key=report.erf_std.index))
-        lines.append(
-            f"evenness: peak/mean {report.peak_to_mean:.3g}, min/max "
-            f"{report.min_nonzero_to_max:.3g}, ERF std {stds}, {report.total_paths:,} paths"
-        )
-    lines.extend(_format_hdc(report))
-    if not report.gridding_free:
-        lines.append(_format_suggestion(report))
-    return "\n".join(lines)
-
-
-def _format_hdc(report: GriddingReport) -> list[str]:
-    rule = report.hdc
-    head = "HDC rule (Wang et al. 2018, M_2 <= K)"
-    if not rule.applicable:
-        return [f"{head}: not applicable - {rule.reason}"]
-    lines = []
-    seen: list[tuple[int, ...]] = []
-    distinct = len({(a.kernel, a.dilations) for a in rule.axes}) > 1
-    for index, axis in enumerate(rule.axes):
-        if axis.dilations in seen:
-            continue
-        seen.append(axis.dilations)
-        verdict = "passes" if axis.passes else "fails"
-        where = f" on axis {index}" if distinct else ""
-        lines.append(
-            f"{head}{where}: M = {list(axis.M)}, M_2 = {axis.M2} "
-            f"{'<=' if axis.passes else '>'} K = {axis.kernel} -> {verdict}"
-            + (
-                ""
-                if axis.common_factor == 1
-                else f"; the rates share the factor {axis.common_factor} "
-                "(the rule's other condition)"
-            )
-        )
-    truth = "gridding-free" if report.gridding_free else "gridding"
-    if rule.agrees:
-        lines.append(f"  the rule agrees with the exact answer ({truth})")
-    else:
-        said = "no holes" if rule.passes else "holes"
-        lines.append(
-            f"  the rule DISAGREES: it predicts {said}, the exact answer is {truth} "
-            f"(rfmap's answer is exact; the M_2 test never looks at r_1 and changes with the "
-            f"layer order, the field does not)"
-        )
-    return lines
-
-
-def _format_suggestion(report: GriddingReport) -> str:
-    fix = report.suggestion
-    if fix is None:
-        return f"no fix suggested: {report.suggestion_note or 'not searched'}"
-    schedule = ",".join(
-        str(d) if isinstance(d, int) else "x".join(map(str, d)) for d in fix.dilations
-    )
-    field = " x ".join(map(str, fix.receptive_field))
-    old = " x ".join(map(str, report.receptive_field))
-    if fix.added_layers:
-        how = (
-            f"adds {fix.added_layers} layer{'s' if fix.added_layers > 1 else ''} "
-            f"(no {len(report.layers)}-layer schedule reaches {old} without holes)"
-        )
-    else:
-        changed = [str(i) for i in fix.changed_layers]
-        how = "changes layer" + (
-            f"s {', '.join(changed[:-1])} and {changed[-1]}"
-            if len(changed) > 1
-            else f" {changed[0]}"
-        )
-    proof = "the smallest change" if fix.optimal else "the best found within the search budget"
-    return (
-        f"fix: {schedule} - {how}; total change {fix.distance}; receptive field {field} >= "
-        f"{old}, gridding-free ({proof})"
-    )
-
-
 def _check_out(path: str | None) -> None:
     """Fail at once on an unwritable --out, before any work."""
     if path is not None:
@@ -526,49 +335,6 @@ def run_check(args: argparse.Namespace) -> int:
 # -- design ------------------------------------------------------------------------------
 
 
-def format_design(result: DesignResult) -> str:
-    """The ranked table of a :class:`~rfmap.design.DesignResult`."""
-    objective = {
-        Objective.RF: "largest receptive field",
-        Objective.FLAT: "flattest field, i.e. smallest peak/mean",
-    }[result.objective]
-    limits = []
-    if result.max_dilation is not None:
-        limits.append(f"dilations <= {result.max_dilation}")
-    if result.target_rf is not None:
-        limits.append(f"receptive field >= {result.target_rf}")
-        if not result.depth_given:
-            limits.append("fewest layers that reach it")
-    from ..design import max_receptive_field
-
-    best = max_receptive_field(result.layers, result.kernel, result.max_dilation)
-    lines = [
-        f"Best gridding-free schedules: {result.layers} layer{'s' if result.layers > 1 else ''} "
-        f"of kernel {result.kernel}" + (f" ({', '.join(limits)})" if limits else ""),
-        f"objective: {result.objective.value} ({objective}); optimal, proven by branch and "
-        f"bound ({result.nodes:,} nodes); the largest receptive field possible here is {best}",
-    ]
-    width = max(len(", ".join(map(str, c.dilations))) for c in result.candidates)
-    width = max(width, len("dilations"))
-    lines.append(
-        f"  #  {'dilations':<{width}}  {'RF':>8}  {'peak/mean':>9}  {'min/max':>7}  "
-        f"{'ERF std':>8}  HDC"
-    )
-    for rank, c in enumerate(result.candidates, 1):
-        ptm = "n/a" if c.peak_to_mean is None else f"{float(c.peak_to_mean):.4g}"
-        low = "n/a" if c.min_nonzero_to_max is None else f"{float(c.min_nonzero_to_max):.3g}"
-        hdc = {True: "pass", False: "fail", None: "n/a"}[c.hdc_passes]
-        lines.append(
-            f"{rank:>3}  {', '.join(map(str, c.dilations)):<{width}}  {c.receptive_field:>8}  "
-            f"{ptm:>9}  {low:>7}  {c.erf_std:>8.4g}  {hdc}"
-        )
-    if len(result.candidates) < result.top:
-        count = len(result.candidates)
-        lines.append(f"  (only {count} schedule{'s qualify' if count > 1 else ' qualifies'})")
-    lines.append("Any order of the layers gives the same field; schedules are listed ascending.")
-    return "\n".join(lines)
-
-
 def run_design(args: argparse.Namespace) -> int:
     from ..design import design
 
@@ -588,30 +354,6 @@ def run_design(args: argparse.Namespace) -> int:
 
 
 # -- compare -----------------------------------------------------------------------------
-
-
-def format_comparison(comparison: Comparison) -> str:
-    """The metrics table of a comparison, one column per schedule."""
-    from ..plot.compare import comparison_rows
-
-    rows = comparison_rows(comparison)
-    names = comparison.names
-    label_width = max(len(label) for label, _ in rows)
-    widths = [max(len(name), *(len(cells[i]) for _, cells in rows)) for i, name in enumerate(names)]
-    lines = [
-        " " * label_width
-        + "  "
-        + "  ".join(n.rjust(w) for n, w in zip(names, widths, strict=True)),
-    ]
-    for label, cells in rows:
-        lines.append(
-            label.ljust(label_width)
-            + "  "
-            + "  ".join(c.rjust(w) for c, w in zip(cells, widths, strict=True))
-        )
-    size = " x ".join(map(str, comparison.size))
-    lines.append(f"(maps on a {size} input; all other metrics exact for an unbounded input)")
-    return "\n".join(lines)
 
 
 def run_compare(args: argparse.Namespace) -> int:
@@ -651,32 +393,6 @@ def run_compare(args: argparse.Namespace) -> int:
 
 
 # -- tcn ---------------------------------------------------------------------------------
-
-
-def format_tcn(result: Any) -> str:
-    """The summary of a :class:`~rfmap.tcn.TCNResult`."""
-    params = ", ".join(f"{k}={v}" for k, v in result.params.items())
-    holes = result.holes
-    lines = [
-        f"{result.preset.value}: receptive field {result.receptive_field} steps "
-        f"(exact, read off the path-count map)",
-        f"  parameters: {params}",
-        f"  structure: {result.structure}",
-        f"  {len(result.convolutions)} dilated convolutions; "
-        + (
-            "every step of the field is reached"
-            if not holes
-            else f"GRIDDING: {len(holes)} steps unreached, at offsets {_join(list(holes))}"
-        )
-        + f"; peak/mean {result.peak_to_mean:.3g}; {result.total:,} paths",
-        "  documented formulas:",
-    ]
-    for f in result.formulas:
-        mark = "right" if f.correct else "WRONG"
-        lines.append(f"    [{mark}] {f.expression} = {f.value}  - {f.source}")
-        if not f.correct:
-            lines.append(f"            {f.note}")
-    return "\n".join(lines)
 
 
 def run_tcn(args: argparse.Namespace) -> int:

@@ -6,9 +6,8 @@ import argparse
 import math
 from typing import Any
 
-import numpy as np
-
 from ..paths import JSON_BYTES_PER_CELL, PathMap, check_allocation, map_shape, stack_path_map
+from ..report import format_map
 from ..specs import parse_schedule
 from ._common import (
     CLIError,
@@ -150,61 +149,6 @@ def _compute(args: argparse.Namespace, check: Any = None) -> PathMap:
     return stack_path_map(layers, size_arg, unit)
 
 
-def format_summary(pmap: PathMap) -> str:
-    """A readable summary of a map (and the map itself when it is small)."""
-    size = "unbounded" if pmap.size is None else " x ".join(map(str, pmap.size))
-    lines = [
-        pmap.title,
-        f"  kernel {pmap.kernel}, {pmap.ndim}D, input {size}"
-        + ("" if pmap.unit is None else f", output unit {_format_unit(pmap.unit)}"),
-        *_geometry_lines(pmap),
-        f"  receptive field: {' x '.join(map(str, pmap.receptive_field))}",
-        f"  support: {pmap.support} cells   max: {pmap.max}   total paths: {pmap.total}",
-    ]
-    table = format_counts(pmap.counts)
-    if table:
-        if pmap.size is None:
-            spans = [
-                f"{o}..{o + n - 1}" for o, n in zip(pmap.origin, pmap.counts.shape, strict=True)
-            ]
-            lines.append(f"  offsets from the unit: {', '.join(spans)}")
-        lines += ["", table]
-    return "\n".join(lines)
-
-
-def _format_unit(unit: tuple[int, ...]) -> str:
-    return str(unit[0]) if len(unit) == 1 else str(tuple(unit))
-
-
-def _geometry_lines(pmap: PathMap) -> list[str]:
-    """Strides and paddings, when they are not the notebook's (1 and 'same')."""
-    strides = [_compact(layer.stride) for layer in pmap.layers]
-    paddings = [
-        layer.padding if isinstance(layer.padding, str) else _compact(layer.padding)
-        for layer in pmap.layers
-    ]
-    if all(s == "1" for s in strides) and all(p == "same" for p in paddings):
-        return []
-    return [f"  strides ({', '.join(strides)}), padding ({', '.join(map(str, paddings))})"]
-
-
-def _compact(values: tuple[int, ...]) -> str:
-    return str(values[0]) if len(set(values)) == 1 else "x".join(map(str, values))
-
-
-def format_counts(counts: np.ndarray, max_width: int = 160) -> str:
-    """The counts as an aligned text grid ('.' for zero), or '' when too large to print."""
-    if counts.ndim == 3 or counts.size > 4096:
-        return ""
-    rows = counts.reshape(1, -1) if counts.ndim == 1 else counts
-    width = max(len(str(v)) for v in counts.flat)
-    if rows.shape[1] * (width + 1) > max_width:
-        return ""
-    return "\n".join(
-        " ".join(("." if v == 0 else str(v)).rjust(width) for v in row) for row in rows
-    )
-
-
 def _check_json(shape: tuple[int, ...]) -> None:
     size = "x".join(map(str, shape))
     check_allocation(math.prod(shape), JSON_BYTES_PER_CELL, None, f"the JSON of a {size} map")
@@ -215,7 +159,7 @@ def run_map(args: argparse.Namespace) -> int:
     if args.json:
         print_json(pmap.to_dict())
     else:
-        print(format_summary(pmap))
+        print(format_map(pmap))
     return 0
 
 
@@ -293,4 +237,4 @@ def run_gallery(args: argparse.Namespace) -> int:
     return 0
 
 
-__all__ = ["format_counts", "format_summary", "register"]
+__all__ = ["register"]

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import base64
 import html
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..paths import PathMap, stack_path_map
+from ..report import comparison_rows
 from ..specs import ConvLayer
 from .maps import SEED_DPI, Scale, _resolve_scale, figure_png, new_figure, plot_map
 
@@ -59,16 +60,21 @@ def _distinct_axes(layers: tuple[ConvLayer, ...]) -> list[int]:
 
 
 def plot_report(
-    report: GriddingReport, ax: Axes | None = None, *, scale: Scale | str = Scale.AUTO
+    report: GriddingReport,
+    ax: Axes | None = None,
+    *,
+    scale: Scale | str = Scale.AUTO,
+    pyplot: bool = False,
 ) -> Axes:
     """Draw the exact field of a checked schedule along each distinct axis, holes marked.
 
-    With ``ax`` only the first axis is drawn on it; otherwise a figure with one panel per
-    axis whose schedule differs from the others'.  Returns the (first) axes.
+    With ``ax`` only the first axis is drawn on it; otherwise a figure (managed by pyplot
+    if ``pyplot``) with one panel per axis whose schedule differs from the others'.
+    Returns the (first) axes.
     """
     axes_to_draw = _distinct_axes(report.layers)
     if ax is None:
-        fig = new_figure((6.4, 2.4 * len(axes_to_draw) + 0.3))
+        fig = new_figure((6.4, 2.4 * len(axes_to_draw) + 0.3), pyplot=pyplot)
         panels = [fig.add_subplot(len(axes_to_draw), 1, i + 1) for i in range(len(axes_to_draw))]
     else:
         panels, axes_to_draw = [ax], axes_to_draw[:1]
@@ -96,46 +102,6 @@ def _verdict(report: GriddingReport, axis: int) -> str:
     return f"GRIDDING ({along}{report.holes} hole cells)"
 
 
-def comparison_rows(comparison: Comparison) -> list[tuple[str, list[str]]]:
-    """The metrics table of a comparison: ``(row label, one cell per schedule)``."""
-
-    def axes(values: Any) -> str:
-        values = list(values)
-        return str(values[0]) if len(set(values)) == 1 else " x ".join(map(str, values))
-
-    def fmt(value: float | None, spec: str) -> str:
-        return "n/a" if value is None else format(value, spec)
-
-    rows: list[tuple[str, list[str]]] = []
-    reports = comparison.reports
-    rows.append(("gridding-free", ["yes" if r.gridding_free else "NO" for r in reports]))
-    rows.append(("receptive field", [axes(r.receptive_field) for r in reports]))
-    rows.append(("holes (cells)", ["n/a" if r.holes is None else str(r.holes) for r in reports]))
-    rows.append(("coverage", [fmt(r.coverage, ".1%") for r in reports]))
-    rows.append(("peak / mean", [fmt(r.peak_to_mean, ".3g") for r in reports]))
-    rows.append(("min / max", [fmt(r.min_nonzero_to_max, ".3g") for r in reports]))
-    rows.append(("ERF std", [axes(f"{s:.3g}" for s in r.erf_std) for r in reports]))
-    rows.append(
-        (
-            "HDC M2 <= K",
-            [
-                "n/a"
-                if r.hdc.passes is None
-                else ("pass" if r.hdc.passes else "fail") + ("" if r.hdc.agrees else " (wrong)")
-                for r in reports
-            ],
-        )
-    )
-    rows.append(
-        (
-            "holes open at layer",
-            ["-" if r.first_hole_layer is None else str(r.first_hole_layer) for r in reports],
-        )
-    )
-    rows.append(("paths in window", [str(m.total) for m in comparison.maps]))
-    return rows
-
-
 def plot_compare(
     comparison: Comparison,
     *,
@@ -146,11 +112,13 @@ def plot_compare(
     figsize: tuple[float, float] | None = None,
     dpi: int = SEED_DPI,
     table: bool = True,
+    pyplot: bool = False,
 ) -> Figure:
     """The maps of several schedules side by side, with their metrics in a table below.
 
     ``shared_scale`` puts every map on one colour scale (the largest count of all), so
-    the maps can be compared cell for cell; otherwise each map has its own.
+    the maps can be compared cell for cell; otherwise each map has its own.  The figure
+    is managed by pyplot if ``pyplot`` (see :func:`rfmap.plot.new_figure`).
     """
     maps = comparison.maps
     n = len(maps)
@@ -158,7 +126,7 @@ def plot_compare(
     map_height = 3.0 if maps[0].ndim != 1 else 2.2
     table_height = 0.24 * (len(rows) + 1) if table else 0.0
     width = max(3.0 * n, 5.0) + 1.2
-    fig = new_figure(figsize or (width, map_height + table_height + 0.3), dpi)
+    fig = new_figure(figsize or (width, map_height + table_height + 0.3), dpi, pyplot=pyplot)
     grid = fig.add_gridspec(
         2 if table else 1, n, height_ratios=[map_height, table_height] if table else None
     )
@@ -228,10 +196,19 @@ def _peak_slice(pmap: PathMap) -> PathMap:
     return PathMap(pmap.layers, size, unit, factors, pmap.origin[1:], pmap.counts[u0])
 
 
-def plot_tcn(result: TCNResult, ax: Axes | None = None, *, scale: Scale | str = Scale.AUTO) -> Axes:
-    """Draw a TCN preset's exact path counts against the time offset, with its formulas."""
+def plot_tcn(
+    result: TCNResult,
+    ax: Axes | None = None,
+    *,
+    scale: Scale | str = Scale.AUTO,
+    pyplot: bool = False,
+) -> Axes:
+    """Draw a TCN preset's exact path counts against the time offset, with its formulas.
+
+    Without ``ax`` a new figure is made, managed by pyplot if ``pyplot``.
+    """
     if ax is None:
-        fig = new_figure((7.0, 3.4))
+        fig = new_figure((7.0, 3.4), pyplot=pyplot)
         ax = fig.add_subplot()
     counts = np.asarray(result.counts, dtype=np.float64)
     chosen = _resolve_scale(scale, counts)

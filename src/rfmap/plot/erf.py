@@ -104,6 +104,7 @@ def plot_erf(
     crosshair: bool = True,
     colorbar: bool = True,
     title: str | None = None,
+    pyplot: bool = False,
 ) -> Axes:
     """Draw one ERF and return the axes.
 
@@ -123,11 +124,14 @@ def plot_erf(
         Draw the theoretical receptive field (when known) and the centre lines.
     colorbar, title
         A colour bar; the title (default: model, layer, count and two area ratios).
+    pyplot
+        Without ``ax``, make the figure with pyplot (a notebook shows it); see
+        :func:`rfmap.plot.new_figure`.
     """
     from .maps import new_figure
 
     if ax is None:
-        fig = new_figure((4.6, 4.1), 150)
+        fig = new_figure((4.6, 4.1), 150, pyplot=pyplot)
         ax = fig.add_subplot()
     values = _scaled(result.map, scale, decades)
     colours = erf_colormap(cmap)
@@ -212,10 +216,12 @@ def plot_erfs(
     columns: int = 4,
     panel_size: float = 3.2,
     dpi: int = 150,
+    pyplot: bool = False,
 ) -> Figure:
     """Several ERFs side by side on one colour scale, with their metrics in one table.
 
-    Returns the figure (at most ``columns`` panels per row).
+    Returns the figure (at most ``columns`` panels per row), managed by pyplot if
+    ``pyplot`` (see :func:`rfmap.plot.new_figure`).
     """
     from matplotlib.cm import ScalarMappable
     from matplotlib.colors import Normalize
@@ -230,7 +236,8 @@ def plot_erfs(
     cols = min(columns, len(results))
     rows = -(-len(results) // cols)
     table_height = 0.35 + 0.22 * len(results) if table else 0.0
-    fig = new_figure((panel_size * cols + 0.9, panel_size * rows + 0.4 + table_height), dpi)
+    size = (panel_size * cols + 0.9, panel_size * rows + 0.4 + table_height)
+    fig = new_figure(size, dpi, pyplot=pyplot)
     heights = [panel_size] * rows + ([table_height] if table else [])
     grid = fig.add_gridspec(len(heights), cols, height_ratios=heights)
     axes = []
@@ -243,7 +250,7 @@ def plot_erfs(
     bar.ax.tick_params(labelsize="x-small")
     bar.set_label(_scale_label(scale), fontsize="x-small")
     if table:
-        from ..erf import comparison_table
+        from ..report import comparison_table
 
         header, body = comparison_table(results)
         tab_ax = fig.add_subplot(grid[rows, :])

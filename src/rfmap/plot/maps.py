@@ -99,8 +99,24 @@ def check_drawable(shape: Sequence[int], frames: int = 1) -> None:
     check_allocation(cells, -(-need // max(cells, 1)), None, what)
 
 
-def new_figure(figsize: tuple[float, float] = SEED_FIGSIZE, dpi: int = SEED_DPI) -> Figure:
-    """A standalone Agg figure (no pyplot state), laid out with constrained layout."""
+def new_figure(
+    figsize: tuple[float, float] = SEED_FIGSIZE, dpi: int = SEED_DPI, *, pyplot: bool = False
+) -> Figure:
+    """A new figure laid out with constrained layout.
+
+    By default a standalone Agg figure with no pyplot state (safe in scripts, tests and
+    threads; nothing to close).  With ``pyplot=True`` the figure is made by
+    ``matplotlib.pyplot.figure``, so a notebook's inline backend shows it and
+    ``plt.show()`` does in a script, as pandas' ``.plot()`` does; that is what the
+    ``.plot()`` methods of rfmap's results ask for.  Standalone if pyplot cannot load.
+    """
+    if pyplot:
+        try:
+            import matplotlib.pyplot as plt
+        except Exception:  # pragma: no cover - a broken GUI backend: draw without pyplot
+            pass
+        else:
+            return plt.figure(figsize=figsize, dpi=dpi, facecolor="white", layout="constrained")
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -195,6 +211,7 @@ def plot_map(
     colorbar: bool = True,
     title: str | None = None,
     vmax: float | None = None,
+    pyplot: bool = False,
 ) -> Axes:
     """Draw a path-count map and return the axes it is on.
 
@@ -202,11 +219,12 @@ def plot_map(
     a grid of 2D slices along the first axis.  ``annotate`` writes the exact counts into
     the cells (default: when the map is small enough to read them); ``vmax`` fixes the
     top of the colour scale (to compare maps); ``title`` defaults to the notebook's
-    ``"Dilation rates: (1, 1, 1)"``.
+    ``"Dilation rates: (1, 1, 1)"``.  Without ``ax`` a new figure is made, managed by
+    pyplot if ``pyplot`` (see :func:`new_figure`).
     """
     check_drawable(pmap.counts.shape)
     if ax is None:
-        fig = new_figure(default_figsize(pmap))
+        fig = new_figure(default_figsize(pmap), pyplot=pyplot)
         ax = fig.add_subplot()
     values = _as_float(pmap.counts)
     chosen = _resolve_scale(scale, values)
@@ -287,7 +305,24 @@ def _image(ax: Axes, values: np.ndarray, scale: Scale, cmap: str, norm: Any, ext
         raise RFMapError(f"unknown colormap {cmap!r}; try Blues, viridis or magma") from None
     colormap = path_colormap(base)
     shown = np.ma.masked_less_equal(values, 0)
-    return ax.imshow(shown, cmap=colormap, norm=norm, interpolation="none", extent=extent)
+    image = ax.imshow(shown, cmap=colormap, norm=norm, interpolation="none", extent=extent)
+    _fit_xticks(ax)
+    return image
+
+
+def _fit_xticks(ax: Axes) -> None:
+    """As many integer x ticks as fit side by side: at N = 2049 the labels overlapped."""
+    from matplotlib.font_manager import FontProperties
+    from matplotlib.ticker import MaxNLocator
+
+    low, high = ax.get_xlim()
+    digits = max(len(str(int(low))), len(str(int(high))))
+    if digits <= 2:  # matplotlib's own spacing suits labels this short (the seed figures)
+        return
+    size = FontProperties(size=ax.xaxis.get_ticklabels()[0].get_fontsize()).get_size_in_points()
+    label = (digits * 0.62 + 1.5) * size  # a label and the gap after it, in points
+    width = ax.get_position().width * cast("Figure", ax.figure).get_figwidth() * 72 * 0.8
+    ax.xaxis.set_major_locator(MaxNLocator(nbins=max(1, int(width // label)), integer=True))
 
 
 def path_colormap(base: Any) -> Any:
@@ -520,7 +555,13 @@ def gallery(out_dir: str | os.PathLike[str], size: int = 21) -> list[Path]:
         raise RFMapError(f"gallery output is not a directory: {str(out)!r}")
     if not out.parent.is_dir():
         raise RFMapError(f"parent directory does not exist: {str(out.parent)!r}")
-    out.mkdir(exist_ok=True)
+    try:
+        out.mkdir(exist_ok=True)
+    except OSError as exc:
+        raise RFMapError(
+            f"cannot create the gallery directory {str(out)!r}: {exc.strerror or exc}"
+        ) from None
+    check_output_path(out / f"{_schedule_name(GALLERY_SCHEDULES[0])}.png", FIGURE_SUFFIXES)
     written = []
     for schedule in GALLERY_SCHEDULES:
         pmap = stack_path_map(conv_stack(list(schedule)), size)
