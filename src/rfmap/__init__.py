@@ -55,12 +55,15 @@ _LAZY = {
 #: The public submodules, served on first access (``rfmap.plot`` imports matplotlib
 #: only then).  ``rfmap.erf`` is the module; calling it runs :func:`rfmap.erf.erf`.
 _SUBMODULES = (
+    "builder",
     "cli",
     "design",
     "erf",
     "erf_metrics",
     "errors",
+    "frontends",
     "gradient",
+    "graph",
     "gridding",
     "html",
     "images",
@@ -74,6 +77,7 @@ _SUBMODULES = (
     "specs",
     "tcn",
     "trace",
+    "windows",
 )
 
 __all__ = [

@@ -317,25 +317,47 @@ def _no_dispatch_mode() -> Any:
     return _disable_current_modes()
 
 
-def _device_mode(capture: _Capture) -> Any:
-    """A function mode for the few functions that compare devices before dispatching
-    (scaled dot-product attention): a constant query beside meta keys goes to meta too."""
+def _function_mode(capture: _Capture) -> Any:
+    """A function mode for the few functions that dispatch no operation of their own:
+    scaled dot-product attention compares devices first (a constant query beside meta
+    keys goes to meta too), and a circular pad is written as copies into slices (it is
+    read as the one circular window it is)."""
     torch = require_torch()
     from torch.overrides import TorchFunctionMode
 
-    checked = {"scaled_dot_product_attention"}
+    from ..windows import PadMode
+
     Tensor = torch.Tensor
 
     class Mode(TorchFunctionMode):
         def __torch_function__(self, func, types, args=(), kwargs=None):
             kwargs = kwargs or {}
-            if getattr(func, "__name__", None) in checked:
+            name = getattr(func, "__name__", None)
+            if name == "scaled_dot_product_attention" and not capture.real:
                 tensors = _tensors(args, kwargs, Tensor)
                 if any(t.is_meta for t in tensors) and not all(t.is_meta for t in tensors):
                     meta = capture.to_meta
                     with _no_dispatch_mode():
                         args = _map_tensors(args, meta, Tensor)
                         kwargs = {k: _map_tensors((v,), meta, Tensor)[0] for k, v in kwargs.items()}
+            elif name == "pad" and args and isinstance(args[0], Tensor):
+                bound = dict(zip(("input", "pad", "mode", "value"), args, strict=False))
+                bound.update(kwargs)
+                ref = capture.ref(bound["input"])
+                if bound.get("mode") == "circular" and ref is not None and not ref.constant:
+                    with _no_dispatch_mode():
+                        out = func(*args, **kwargs)
+                    x = bound["input"]
+                    pads = [int(p) for p in bound["pad"]]
+                    pairs = [(0, 0)] * x.dim()
+                    for i in range(len(pads) // 2):
+                        pairs[x.dim() - 1 - i] = (pads[2 * i], pads[2 * i + 1])
+                    try:
+                        result = capture.builder.pad(ref, pairs, PadMode.CIRCULAR, "pad")
+                    except Unsupported:
+                        return func(*args, **kwargs)
+                    capture.track(out, result)
+                    return out
             return func(*args, **kwargs)
 
     return Mode()
@@ -752,7 +774,7 @@ def _run(model: Any, size: tuple[int, ...], method: str, real: bool) -> tuple[_C
     builder.namer = capture.node_name
     capture.track(x, ref)
     mode = _make_mode(capture)
-    devices = contextlib.nullcontext() if real else _device_mode(capture)
+    devices = _function_mode(capture)
     with torch.no_grad(), _module_hooks(capture, model), devices, mode:
         out = model(x)
     _measure_pending(capture)
