@@ -40,7 +40,11 @@ import itertools
 import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
+import numpy as np
+
+from .elements import ElementTable
 from .errors import InvalidSpecError
 from .graph import Edge, Node, RFGraph
 from .windows import (
@@ -202,11 +206,13 @@ class TensorRef:
 
     shape: tuple[int, ...]
     parts: tuple[Part, ...]
+    #: Element ids (:mod:`rfmap.elements`) when no layout describes the tensor.
+    elements: Any = field(default=None, compare=False, repr=False)
 
     @property
     def constant(self) -> bool:
         """True when no element depends on the input."""
-        return not self.parts
+        return not self.parts and self.elements is None
 
     @property
     def single(self) -> Part | None:
@@ -300,6 +306,52 @@ class GraphBuilder:
     #: or into ``(name, label)`` where ``label`` replaces the node's op in the table.
     namer: Callable[[str], str | tuple[str, str]] | None = None
     _counts: dict[str, int] = field(default_factory=dict)
+    _elements: ElementTable | None = None
+
+    @property
+    def elements(self) -> ElementTable:
+        """The ids of (node, unit) pairs of element-level tensors."""
+        if self._elements is None:
+            self._elements = ElementTable(self.ndim)
+        return self._elements
+
+    @property
+    def nodes_index(self) -> dict[str, int]:
+        """Node name -> position."""
+        return {name: i for i, name in enumerate(self.nodes)}
+
+    def renumbered(self, p: Part) -> Part:
+        """``p`` with a node of its own when its digits are only some of its node's
+        (a block of positions picked out element by element)."""
+        ext = self.extents(p.node)
+        atoms = sorted(
+            ((a, n, s) for dim in p.layout for a, n, s in _spatial(dim)), key=lambda t: t[2]
+        )
+        new_step: dict[Atom, int] = {}
+        extents = [1] * self.ndim
+        for a, n, s in atoms:
+            new_step[(a, n, s)] = extents[a]
+            extents[a] *= n
+        if tuple(extents) == ext and all(new_step[t] == t[2] for t in atoms):
+            return p
+        windows = [
+            digits_window(
+                tuple((n, new_step[(aa, n, s)], s) for aa, n, s in atoms if aa == a), (), ext[a]
+            )
+            for a in range(self.ndim)
+        ]
+        node = self.add_node("pick", "pick", tuple(extents), [(p.node, windows)], None)
+        layout = tuple(
+            tuple((a, n, new_step[(a, n, s)]) if a >= 0 else (a, n, s) for a, n, s in dim)
+            for dim in p.layout
+        )
+        return Part(node, p.region, layout)
+
+    def _by_elements(self, x: TensorRef, move: Callable[[np.ndarray], np.ndarray]) -> TensorRef:
+        """Apply a data movement element by element (:mod:`rfmap.elements`)."""
+        from .elements import to_ids, to_ref
+
+        return to_ref(self, move(to_ids(self, x)))
 
     # -- nodes ---------------------------------------------------------------------------
     def unique(self, name: str) -> str:
@@ -406,6 +458,8 @@ class GraphBuilder:
         """One node standing for the whole tensor ``x`` (its parts' union)."""
         if x.constant:
             raise Unsupported("a tensor that does not depend on the input")
+        if x.elements is not None:
+            raise Unsupported("a tensor whose elements follow no layout")
         if len(x.parts) == 1:
             return x.parts[0].node
         placed = [self._placement(p, x.shape) for p in x.parts]
@@ -535,8 +589,16 @@ class GraphBuilder:
         new = tuple(int(n) for n in shape)
         if math.prod(new) != math.prod(x.shape):
             raise Unsupported(f"reshape of {list(x.shape)} to {list(new)}")
+        if x.elements is not None:
+            return self._by_elements(x, lambda ids: ids.reshape(new))
         if new == x.shape or x.constant:
             return TensorRef(new, x.parts) if new == x.shape else self.constant(new)
+        try:
+            return self._reshape(x, new)
+        except Unsupported:
+            return self._by_elements(x, lambda ids: ids.reshape(new))
+
+    def _reshape(self, x: TensorRef, new: tuple[int, ...]) -> TensorRef:
         groups = _reshape_groups(x.shape, new)
         merging = {d for olds, news in groups if len(olds) + len(news) > 2 for d in olds}
         if any(p.region[d] != (0, x.shape[d]) for p in x.parts for d in merging):
@@ -576,6 +638,8 @@ class GraphBuilder:
         if sorted(order) != list(range(len(x.shape))):
             raise InvalidSpecError(f"permute order {order} for {len(x.shape)} dims")
         shape = tuple(x.shape[d] for d in order)
+        if x.elements is not None:
+            return self._by_elements(x, lambda ids: ids.transpose(order))
         parts = tuple(
             Part(
                 p.node,
@@ -589,6 +653,8 @@ class GraphBuilder:
     def expand(self, x: TensorRef, shape: Sequence[int]) -> TensorRef:
         """Broadcast ``x`` to ``shape`` (new leading dims, size-1 dims repeated)."""
         new = tuple(int(n) for n in shape)
+        if x.elements is not None:
+            return self._by_elements(x, lambda ids: np.broadcast_to(ids, new).copy())
         lead = len(new) - len(x.shape)
         if lead < 0 or any(o != n and o != 1 for o, n in zip(x.shape, new[lead:], strict=True)):
             raise Unsupported(f"expand of {list(x.shape)} to {list(new)}")
@@ -615,6 +681,10 @@ class GraphBuilder:
             raise InvalidSpecError("concatenation of no tensors")
         rank = len(xs[0].shape)
         d = dim % rank
+        if any(x.elements is not None for x in xs):
+            from .elements import to_ids, to_ref
+
+            return to_ref(self, np.concatenate([to_ids(self, x) for x in xs], axis=d))
         shape = list(xs[0].shape)
         shape[d] = sum(x.shape[d] for x in xs)
         parts: list[Part] = []
@@ -641,6 +711,11 @@ class GraphBuilder:
         if step < 1:
             raise Unsupported("a slice with a negative step")
         d = dim % len(x.shape)
+        if x.elements is not None:
+            index = tuple(
+                slice(start, stop, step) if k == d else slice(None) for k in range(len(x.shape))
+            )
+            return self._by_elements(x, lambda ids: ids[index])
         length = max(0, len(range(start, stop, step)))
         shape = list(x.shape)
         shape[d] = length
@@ -699,6 +774,8 @@ class GraphBuilder:
         shape = tuple(n + lo + hi for n, (lo, hi) in zip(x.shape, pads, strict=True))
         if any(n < 0 for n in shape):
             raise Unsupported("a crop larger than the tensor")
+        if x.elements is not None:
+            return self._by_elements(x, lambda ids: _pad_ids(ids, pads, mode))
         parts: list[Part] = []
         for p in x.parts:
             for d, (lo, hi) in enumerate(pads):
@@ -750,6 +827,10 @@ class GraphBuilder:
         self, x: TensorRef, shifts: Sequence[int], dims: Sequence[int], name: str = "roll"
     ) -> TensorRef:
         """``torch.roll``: a circular shift, ``out[i] = x[(i - shift) mod n]``."""
+        if x.elements is not None:
+            return self._by_elements(
+                x, lambda ids: np.roll(ids, [int(v) for v in shifts], [int(v) for v in dims])
+            )
         part = x.single
         if part is None:
             if x.constant:
@@ -861,6 +942,15 @@ class GraphBuilder:
         """
         shape = tuple(int(n) for n in shape)
         kept = [(x, tuple(rel)) for x, rel in operands if not x.constant]
+        if any(x.elements is not None for x, _ in kept):
+            only = kept[0]
+            if (
+                len(kept) == 1
+                and only[0].shape == shape
+                and all(isinstance(r, Same) and r.dim == d for d, r in enumerate(only[1]))
+            ):
+                return only[0]  # an element-wise op keeps every element where it is
+            raise Unsupported("an operation on a tensor whose elements follow no layout")
         for x, rel in kept:
             if len(rel) != len(x.shape):
                 raise InvalidSpecError(f"{op}: {len(rel)} relations for {len(x.shape)} dims")
@@ -1136,11 +1226,23 @@ class GraphBuilder:
                 windows[axis] = _shifted(r.window, p.region[d][0])
                 continue
             target = out_dims[r.dim] if isinstance(r, Same) else None
+            # digits in the same places of the dim take the same values: another
+            # node's positions (the windows of unfold beside the blocks of queries)
+            # follow the output's digit for digit
+            aligned: dict[Atom, Atom] = {}
+            dim = p.layout[d]
+            if target is not None and len(dim) == len(target):
+                for mine, theirs in zip(dim, target, strict=True):
+                    if mine[0] == theirs[0] and mine[1] == theirs[1] and mine[0] >= 0:
+                        aligned[mine] = theirs
             for a, n, s in atoms:
                 if a in slide_axes:
                     raise Unsupported("a window over an axis that is also read otherwise")
-                if target is not None and (a, n, s) in target:
-                    kept.setdefault(a, []).append((n, new_step[(a, n, s)], s))
+                match = aligned.get((a, n, s))
+                if match is None and target is not None and (a, n, s) in target:
+                    match = (a, n, s)
+                if match is not None:
+                    kept.setdefault(a, []).append((n, new_step[match], s))
                 else:
                     free.setdefault(a, []).append((n, s))
         ext = self.extents(p.node)
@@ -1156,6 +1258,22 @@ class GraphBuilder:
                 continue
             out.append(digits_window(tuple(kept.get(a, ())), tuple(free.get(a, ())), ext[a]))
         return out
+
+
+def _pad_ids(ids: np.ndarray, pads: Sequence[tuple[int, int]], mode: PadMode) -> np.ndarray:
+    """Element ids padded as the tensor is (constants are ``-1``)."""
+    cropped = tuple(
+        slice(max(0, -lo), n - max(0, -hi)) for n, (lo, hi) in zip(ids.shape, pads, strict=True)
+    )
+    ids = ids[cropped]
+    widths = [(max(0, lo), max(0, hi)) for lo, hi in pads]
+    if mode is PadMode.ZEROS:
+        return np.pad(ids, widths, constant_values=-1)
+    if mode is PadMode.REFLECT:
+        return np.pad(ids, widths, mode="reflect")
+    if mode is PadMode.REPLICATE:
+        return np.pad(ids, widths, mode="edge")
+    return np.pad(ids, widths, mode="wrap")
 
 
 def _shifted(window: Window, start: int) -> Window:

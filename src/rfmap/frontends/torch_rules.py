@@ -239,7 +239,7 @@ def _sliding(
     blocks = [
         d
         for d in range(lead, rank)
-        if _is_block(windows[d - lead], x.shape[d]) and _packed_dim(x, d)
+        if _is_block(windows[d - lead], x.shape[d]) and _packed_dim(b, x, d)
     ]
     if blocks:
         return _block_pool(b, name, op, x, shape, windows, mix_channels, blocks)
@@ -267,10 +267,16 @@ def _is_block(window: Window, n: int) -> bool:
     )
 
 
-def _packed_dim(x: TensorRef, d: int) -> bool:
-    return any(
-        sum(1 for a, _, _ in p.layout[d] if a >= 0) and len(p.layout[d]) > 1 for p in x.parts
-    )
+def _packed_dim(b: GraphBuilder, x: TensorRef, d: int) -> bool:
+    """Whether dim ``d`` holds positions other than one whole axis (tokens, windows)."""
+    for p in x.parts:
+        spatial = [atom for atom in p.layout[d] if atom[0] >= 0]
+        if not spatial:
+            continue
+        a, n, step = spatial[0]
+        if len(p.layout[d]) > 1 or step != 1 or b.extents(p.node)[a] != n:
+            return True
+    return False
 
 
 def _block_pool(
@@ -548,8 +554,86 @@ def _adaptive(ctx: OpContext) -> Any:
     return ctx.same(out)
 
 
+def _unfold(ctx: OpContext) -> Any:
+    """``x.unfold(dim, size, step)``: windows along ``dim``, their taps in a new last dim.
+
+    Window ``w`` of a spatial dim reads ``[w*step, w*step + size)``; its taps (the new
+    dim) are not positions of their own, so every tap is taken to read the whole window.
+    """
+    x = ctx.need()
+    b = ctx.builder
+    d = int(ctx.arg("dimension")) % max(1, len(x.shape))
+    size, step = int(ctx.arg("size")), int(ctx.arg("step"))
+    shape = ctx.shape
+    windows_shape = shape[:-1]
+    rel: list[Relation] = [Same(k) for k in range(len(x.shape))]
+    rel[d] = Slide(d, Conv(size, step)) if _spatial_dim(x, d) else Mix(d)
+    y = b.apply(ctx.name, "unfold", windows_shape, [(x, tuple(rel))])
+    return b.expand(b.reshape(y, (*windows_shape, 1)), shape)
+
+
+def _spatial_dim(x: TensorRef, d: int) -> bool:
+    return any(a >= 0 for p in x.parts for a, _, _ in p.layout[d])
+
+
 def _im2col(ctx: OpContext) -> Any:
-    raise Unsupported("unfold (im2col)")
+    """``F.unfold``: ``(N, C, H, W)`` to ``(N, C*kh*kw, L)``, L the flattened windows."""
+    x = ctx.need()
+    b = ctx.builder
+    k = _ints(ctx.arg("kernel_size"), 2)
+    d = _ints(ctx.arg("dilation"), 2)
+    p = _ints(ctx.arg("padding"), 2)
+    s = _ints(ctx.arg("stride"), 2)
+    *lead, c, h, w = x.shape
+    oh, ow = (
+        (n + 2 * pp - dd * (kk - 1) - 1) // ss + 1
+        for n, kk, dd, pp, ss in zip((h, w), k, d, p, s, strict=True)
+    )
+    windows = [Conv(kk, ss, dd, -pp) for kk, ss, dd, pp in zip(k, s, d, p, strict=True)]
+    y = _sliding(b, ctx.name, "im2col", x, (*lead, c, oh, ow), windows, mix_channels=False)
+    y = b.reshape(y, (*lead, c, 1, oh, ow))
+    y = b.expand(y, (*lead, c, k[0] * k[1], oh, ow))
+    return b.reshape(y, ctx.shape)
+
+
+def _conv_sizes(
+    sizes: Sequence[int],
+    k: Sequence[int],
+    d: Sequence[int],
+    p: Sequence[int],
+    s: Sequence[int],
+) -> list[int]:
+    """Output sizes of a convolution (PyTorch's formula)."""
+    return [
+        (n + 2 * pp - dd * (kk - 1) - 1) // ss + 1
+        for n, kk, dd, pp, ss in zip(sizes, k, d, p, s, strict=True)
+    ]
+
+
+def _col2im(ctx: OpContext) -> Any:
+    """``F.fold``: ``(N, C*kh*kw, L)`` back to ``(N, C, H, W)``, summing the windows."""
+    x = ctx.need()
+    b = ctx.builder
+    h, w = (int(n) for n in ctx.arg("output_size"))
+    k = _ints(ctx.arg("kernel_size"), 2)
+    d = _ints(ctx.arg("dilation"), 2)
+    p = _ints(ctx.arg("padding"), 2)
+    s = _ints(ctx.arg("stride"), 2)
+    oh, ow = (
+        (n + 2 * pp - dd * (kk - 1) - 1) // ss + 1
+        for n, kk, dd, pp, ss in zip((h, w), k, d, p, s, strict=True)
+    )
+    *lead, ckk, _ = x.shape
+    c = ckk // (k[0] * k[1])
+    y = b.reshape(x, (*lead, c, k[0] * k[1], oh, ow))
+    n = len(lead)
+    rel: list[Relation] = [Same(i) for i in range(n + 1)]
+    rel += [
+        Reduce(),
+        Slide(n + 1, Transposed(k[0], s[0], d[0], p[0])),
+        Slide(n + 2, Transposed(k[1], s[1], d[1], p[1])),
+    ]
+    return b.apply(ctx.name, "col2im", ctx.shape, [(y, tuple(rel))])
 
 
 # -- resampling --------------------------------------------------------------------------
@@ -892,6 +976,8 @@ def install() -> None:
     register_rule(aten.pixel_shuffle)(_pixel_shuffle(True))
     register_rule(aten.pixel_unshuffle)(_pixel_shuffle(False))
     register_rule(aten.im2col)(_im2col)
+    register_rule(aten.col2im)(_col2im)
+    register_rule(aten.unfold)(_unfold)
     register_rule(
         *ops(
             _words(
