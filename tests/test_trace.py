@@ -613,7 +613,7 @@ def test_data_dependent_control_flow_is_derived():
 
 class Unfolded(nn.Module):
     def forward(self, x):
-        return x.unfold(-1, 3, 1).sum(-1)  # a view that adds a dim: no rule, not measurable
+        return x.diag_embed().sum(-1)  # an op that adds a dim: no rule, not measurable
 
 
 def test_a_model_whose_op_cannot_be_measured_alone_is_measured_whole():
@@ -621,8 +621,8 @@ def test_a_model_whose_op_cannot_be_measured_alone_is_measured_whole():
     r = model_rf(net, (1, 12))
     assert r.method == "measured" and not r.exact
     assert any("measured as a whole" in note for note in r.notes)
-    assert r.input_box((0,)) == ((0, 4),)
-    with pytest.raises(UnsupportedLayerError, match="unfold"):
+    assert r.input_box((0,)) == ((0, 2),)
+    with pytest.raises(UnsupportedLayerError, match="diag_embed"):
         model_rf(net, (1, 12), method=Method.ANALYTIC)
 
 
