@@ -1042,6 +1042,11 @@ def test_the_3d_slice_viewer(tab: Tab) -> None:
     assert tab.js("() => rfmapExplorer.plane()") == {"rows": 0, "cols": 2, "slice": 1, "index": 2}
     assert "slice axis 1 = 2" in (page.text_content("#map-subtitle") or "")
     assert tab.map_json() + "\n" == cli_json(cli_argv(VOLUME))
+    # a smaller volume: the slice past its end becomes its last one, and the link too
+    assert tab.show(case_fragment(VOLUME, slice=(2, 10))) is None
+    page.fill("#size", "6")
+    assert tab.js("() => rfmapExplorer.plane().index") == 5
+    assert tab.hash().endswith("&slice=2,5")
 
 
 def test_3d_slices_have_rfmap_plots_colours(tab: Tab) -> None:

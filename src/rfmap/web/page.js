@@ -325,6 +325,10 @@
     return { axis: s.axis, index: Math.min(Math.max(0, s.index), n - 1) };
   }
 
+  // What the canvases show now: a redraw with the same frame (size, geometry, axes) only
+  // repaints the image, and the colour bar is drawn again only when it changes.
+  const drawn = { frame: null, colorbar: null };
+
   /** Draw the map, its colour bar and legend (everything but the marks). */
   function render() {
     const map = current.map;
@@ -343,14 +347,27 @@
     }
     const ctx = View.sizeCanvas(el.canvas, box.w, box.h, ratio);
     View.sizeCanvas(el.overlay, box.w, box.h, ratio);
-    ctx.fillStyle = "#ffffff";
-    ctx.fillRect(0, 0, box.w, box.h);
+    const p = current.plane;
+    const frame =
+      nd === 1
+        ? null
+        : [box.w, box.h, ratio, geom.x0, geom.y0, geom.W, geom.H, p.rows, p.cols, map.origin[p.rows], map.origin[p.cols]].join("/");
+    const full = ctx.resized || frame === null || frame !== drawn.frame;
+    if (full) {
+      ctx.fillStyle = "#ffffff";
+      ctx.fillRect(0, 0, box.w, box.h);
+    }
     if (nd === 1) View.draw1d(ctx, map, geom, scale);
-    else View.draw2d(ctx, map, geom, scale, imageCache);
+    else View.draw2d(ctx, map, geom, scale, imageCache, full);
+    drawn.frame = frame;
     current.geom = geom;
     current.scale = scale;
     el.colorbar.hidden = nd === 1;
-    if (nd > 1) View.drawColorbar(el.colorbar, map, scale, geom, narrow, box.w, ratio);
+    if (nd > 1) {
+      const key = [scale, map.max, geom.x0, geom.y0, geom.w, geom.h, narrow, box.w, ratio].join("/");
+      if (key !== drawn.colorbar) View.drawColorbar(el.colorbar, map, scale, geom, narrow, box.w, ratio);
+      drawn.colorbar = key;
+    } else drawn.colorbar = null;
     el.scaleNote.textContent = legend(map, geom, narrow);
     renderMarks();
   }
@@ -367,6 +384,7 @@
       View.marks1d(ctx, geom, map.anchor[0], cursor ? cursor[0] : null);
       return;
     }
+    View.fieldBox(ctx, map, geom);
     const inPlane = (index) => plane.slice === null || index[plane.slice] === plane.index;
     const unit = inPlane(map.anchor) ? [map.anchor[plane.rows], map.anchor[plane.cols]] : null;
     const mark = cursor && inPlane(cursor) ? [cursor[plane.rows], cursor[plane.cols]] : null;
@@ -441,6 +459,8 @@
       return;
     }
     setError(null);
+    // a slice past the end of a smaller volume is its last one (and the link says so)
+    if (state.slice !== null) state = Object.assign({}, state, { slice: sliceOf(map) });
     el.title.textContent = "Dilation rates: " + formatSchedule(state.dil.slice(0, state.depth));
     render();
     syncSlice();

@@ -24,7 +24,8 @@ const View = (function () {
     [0.03137254901960784, 0.18823529411764706, 0.4196078431372549],
   ];
   const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
-  const pack = (r, g, b) => (LITTLE_ENDIAN ? ((255 << 24) | (b << 16) | (g << 8) | r) >>> 0 : ((r << 24) | (g << 16) | (b << 8) | 255) >>> 0);
+  // An RGBA pixel as one 32-bit word (int32: typed-array stores make it unsigned).
+  const pack = LITTLE_ENDIAN ? (r, g, b) => (255 << 24) | (b << 16) | (g << 8) | r : (r, g, b) => (r << 24) | (g << 16) | (b << 8) | 255;
   const LUT = [];
   for (let i = 0; i < 256; i++) {
     const x = (i / 255) * (BLUES.length - 1);
@@ -180,7 +181,7 @@ const View = (function () {
           }
         }
         const at = out + q - q0;
-        packed[at] = cs.up ? pack(r, g, b) : pack(Math.round(r), Math.round(g), Math.round(b));
+        packed[at] = pack((r + 0.5) | 0, (g + 0.5) | 0, (b + 0.5) | 0);
         if (needSums) {
           rows[3 * at] = r;
           rows[3 * at + 1] = g;
@@ -208,15 +209,26 @@ const View = (function () {
       for (let t = 0; t < n; t++) {
         const key = rowKeys[i0 + t];
         const w = rs.weights[o + t];
-        if (empty(key)) {
-          for (let q = 0; q < 3 * span; q++) acc[q] += 255 * w;
-        } else {
-          const base = 3 * span * slotOf(key);
-          for (let q = 0; q < 3 * span; q++) acc[q] += rows[base + q] * w;
-        }
+        if (empty(key)) addWhite(acc, 3 * span, w);
+        else addRow(acc, rows, 3 * span * slotOf(key), 3 * span, w);
       }
-      const row = p * W + q0;
-      for (let q = 0; q < span; q++) px[row + q] = pack(Math.round(acc[3 * q]), Math.round(acc[3 * q + 1]), Math.round(acc[3 * q + 2]));
+      packRow(px, p * W + q0, acc, span);
+    }
+  }
+
+  // The blending loops, as small functions of typed arrays (the hot path at N = 1024).
+  function addWhite(acc, length, w) {
+    const v = 255 * w;
+    for (let q = 0; q < length; q++) acc[q] += v;
+  }
+
+  function addRow(acc, rows, base, length, w) {
+    for (let q = 0; q < length; q++) acc[q] += rows[base + q] * w;
+  }
+
+  function packRow(px, at, acc, span) {
+    for (let q = 0, c = 0; q < span; q++, c += 3) {
+      px[at + q] = pack((acc[c] + 0.5) | 0, (acc[c + 1] + 0.5) | 0, (acc[c + 2] + 0.5) | 0);
     }
   }
 
@@ -324,10 +336,11 @@ const View = (function () {
   }
 
   /**
-   * Draw a 2D map (or slice) with its ticks, the field's box and, in big cells, the counts.
-   * `cache` keeps the last image so a redraw with the same map and geometry reuses it.
+   * Draw a 2D map (or slice): its image, and with `frame` its border and ticks (a redraw
+   * with the same geometry leaves them as they are); in big cells, the counts.  `cache`
+   * keeps the last image so a redraw with the same map and geometry reuses it.
    */
-  function draw2d(ctx, map, geom, scale, cache) {
+  function draw2d(ctx, map, geom, scale, cache, frame = true) {
     const { plane, R, C, W, H, dpr } = geom;
     const key = [W, H, scale, plane.rows, plane.cols, plane.slice, plane.index].join("/");
     let image = cache && cache.map === map && cache.key === key ? cache.image : null;
@@ -341,53 +354,60 @@ const View = (function () {
     ctx.putImageData(image, Math.round(geom.x0 * dpr), Math.round(geom.y0 * dpr));
     const { x0, y0, w, h, cellX, cellY } = geom;
     ctx.save();
-    ctx.font = FONT;
-    ctx.strokeStyle = "#c4cdd6";
-    ctx.lineWidth = 1;
-    ctx.strokeRect(x0 - 0.5, y0 - 0.5, w + 1, h + 1);
-    // ticks: labels are input positions (offsets from the unit for an unbounded map)
-    const rowOrigin = map.origin[plane.rows];
-    const colOrigin = map.origin[plane.cols];
-    ctx.fillStyle = TICK_COLOR;
-    ctx.strokeStyle = TICK_COLOR;
-    ctx.textAlign = "center";
-    ctx.textBaseline = "top";
-    const colWidth = Math.max(textWidth(String(colOrigin)), textWidth(String(colOrigin + C - 1)));
-    for (const t of ticks(C, w, colOrigin, colWidth)) {
-      const x = x0 + (t + 0.5) * cellX;
-      ctx.beginPath();
-      ctx.moveTo(x, y0 + h + 1);
-      ctx.lineTo(x, y0 + h + 5);
-      ctx.stroke();
-      ctx.fillText(String(t + colOrigin), x, y0 + h + 7);
-    }
-    ctx.textAlign = "right";
-    ctx.textBaseline = "middle";
-    for (const t of ticks(R, h, rowOrigin, 12)) {
-      const y = y0 + (t + 0.5) * cellY;
-      ctx.beginPath();
-      ctx.moveTo(x0 - 1, y);
-      ctx.lineTo(x0 - 5, y);
-      ctx.stroke();
-      ctx.fillText(String(t + rowOrigin), x0 - 7, y);
+    if (frame) {
+      ctx.font = FONT;
+      ctx.strokeStyle = "#c4cdd6";
+      ctx.lineWidth = 1;
+      ctx.strokeRect(x0 - 0.5, y0 - 0.5, w + 1, h + 1);
+      // ticks: labels are input positions (offsets from the unit for an unbounded map)
+      const rowOrigin = map.origin[plane.rows];
+      const colOrigin = map.origin[plane.cols];
+      ctx.fillStyle = TICK_COLOR;
+      ctx.strokeStyle = TICK_COLOR;
+      ctx.textAlign = "center";
+      ctx.textBaseline = "top";
+      const colWidth = Math.max(textWidth(String(colOrigin)), textWidth(String(colOrigin + C - 1)));
+      for (const t of ticks(C, w, colOrigin, colWidth)) {
+        const x = x0 + (t + 0.5) * cellX;
+        ctx.beginPath();
+        ctx.moveTo(x, y0 + h + 1);
+        ctx.lineTo(x, y0 + h + 5);
+        ctx.stroke();
+        ctx.fillText(String(t + colOrigin), x, y0 + h + 7);
+      }
+      ctx.textAlign = "right";
+      ctx.textBaseline = "middle";
+      for (const t of ticks(R, h, rowOrigin, 12)) {
+        const y = y0 + (t + 0.5) * cellY;
+        ctx.beginPath();
+        ctx.moveTo(x0 - 1, y);
+        ctx.lineTo(x0 - 5, y);
+        ctx.stroke();
+        ctx.fillText(String(t + rowOrigin), x0 - 7, y);
+      }
     }
     // counts written in the cells when they are big enough to read
-    const cell = Math.min(cellX, cellY);
-    if (cell >= 20) writeCounts(ctx, map, geom, scale);
-    // the receptive field's bounding box in this input: zero cells inside it are holes
+    if (Math.min(cellX, cellY) >= 20) writeCounts(ctx, map, geom, scale);
+    ctx.restore();
+  }
+
+  /** The receptive field's bounding box in this input (dashed): zero cells inside are holes. */
+  function fieldBox(ctx, map, geom) {
+    const { plane, x0, y0, cellX, cellY } = geom;
     const rows = map.axes[plane.rows];
     const cols = map.axes[plane.cols];
     const boxed = (x) => x.first >= 0 && (x.first > 0 || x.last < x.approx.length - 1);
-    if (rows.first >= 0 && cols.first >= 0 && (boxed(rows) || boxed(cols))) {
-      ctx.strokeStyle = "rgba(21, 32, 43, 0.45)";
-      ctx.setLineDash([4, 3]);
-      ctx.strokeRect(
-        x0 + cols.first * cellX - 1.5,
-        y0 + rows.first * cellY - 1.5,
-        (cols.last - cols.first + 1) * cellX + 3,
-        (rows.last - rows.first + 1) * cellY + 3
-      );
-    }
+    if (rows.first < 0 || cols.first < 0 || !(boxed(rows) || boxed(cols))) return;
+    ctx.save();
+    ctx.strokeStyle = "rgba(21, 32, 43, 0.45)";
+    ctx.lineWidth = 1;
+    ctx.setLineDash([4, 3]);
+    ctx.strokeRect(
+      x0 + cols.first * cellX - 1.5,
+      y0 + rows.first * cellY - 1.5,
+      (cols.last - cols.first + 1) * cellX + 3,
+      (rows.last - rows.first + 1) * cellY + 3
+    );
     ctx.restore();
   }
 
@@ -621,11 +641,15 @@ const View = (function () {
     ctx.restore();
   }
 
-  /** Size a canvas to CSS width x height at the device pixel ratio and return its context. */
+  /**
+   * Size a canvas to CSS width x height at the device pixel ratio and return its context
+   * (`ctx.resized` says whether the canvas was resized, which clears it).
+   */
   function sizeCanvas(canvas, width, height, dpr) {
     const wpx = Math.round(width * dpr);
     const hpx = Math.round(height * dpr);
-    if (canvas.width !== wpx || canvas.height !== hpx) {
+    const resized = canvas.width !== wpx || canvas.height !== hpx;
+    if (resized) {
       canvas.width = wpx;
       canvas.height = hpx;
     }
@@ -633,6 +657,7 @@ const View = (function () {
     canvas.style.height = height + "px";
     const ctx = canvas.getContext("2d");
     ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+    ctx.resized = resized;
     return ctx;
   }
 
@@ -680,6 +705,7 @@ const View = (function () {
     if (nd >= 2) {
       const geom = layout2d(map, plane, box, 1);
       draw2d(ctx, map, geom, scale, null);
+      fieldBox(ctx, map, geom);
       paintColorbar(ctx, map, scale, { x: geom.x0 + geom.w + 10, y: geom.y0, w: bar - 10, h: geom.h + 22 }, false);
     } else {
       draw1d(ctx, map, layout1d(map, box), scale);
@@ -701,6 +727,7 @@ const View = (function () {
     planeOf,
     layout2d,
     draw2d,
+    fieldBox,
     marks2d,
     layout1d,
     draw1d,
