@@ -653,8 +653,9 @@ const View = (function () {
       canvas.width = wpx;
       canvas.height = hpx;
     }
-    canvas.style.width = width + "px";
-    canvas.style.height = height + "px";
+    // setting a style, even to its value, makes the browser look at the layout again
+    if (canvas.style.width !== width + "px") canvas.style.width = width + "px";
+    if (canvas.style.height !== height + "px") canvas.style.height = height + "px";
     const ctx = canvas.getContext("2d");
     ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
     ctx.resized = resized;
