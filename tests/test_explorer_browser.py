@@ -1176,15 +1176,48 @@ def test_the_url_fragment_round_trips(tab: Tab, browser: Any) -> None:
         other.close()
 
 
-def test_python_and_the_page_write_the_same_fragment(browser: Any, tmp_path: Any) -> None:
-    page = explorer([1, 2, 5], size=33, kernel_size=[3, 3, 2], padding="valid", depth=2)
+PAGES = [
+    ({"dilations": [1, 2, 5], "size": 33, "kernel_size": [3, 3, 2], "padding": "valid"}, 2),
+    (
+        {
+            "dilations": [1, (2, 1), 4],
+            "size": (33, 40),
+            "kernel_size": [(3, 5)] * 3,
+            "stride": [1, (2, 1), 1],
+            "padding": [1, (2, 1), 4],
+            "unit": (3, 5),
+        },
+        None,
+    ),
+    ({"dilations": [1, 2, 4], "size": 15, "ndim": 3, "slice": (2, 4)}, 2),
+    ({"dilations": [1, 2], "size": None, "stride": [2, 1], "padding": [1, 0]}, None),
+]
+
+
+@pytest.mark.parametrize(("kwargs", "depth"), PAGES)
+def test_python_and_the_page_write_the_same_fragment(
+    browser: Any, tmp_path: Any, kwargs: dict[str, Any], depth: int | None
+) -> None:
+    """The page opens on the view rfmap.html describes, and writes the same link."""
+    page = explorer(**kwargs, depth=depth)
     path = tmp_path / "x.html"
     page.save(path)
     t = Tab(browser, path.as_uri())
     try:
         t.open()
         assert t.hash() == page.url_fragment
-        assert t.map_json() == python_json([1, 2], [3, 3], 33, 2, "valid")
+        shown = {k: v for k, v in kwargs.items() if k != "slice"}
+        n = depth or len(kwargs["dilations"])
+        for key in ("dilations", "kernel_size", "stride", "padding"):
+            if isinstance(shown.get(key), list):
+                shown[key] = shown[key][:n]
+        shown["dilations"] = shown["dilations"][:n]
+        if depth is not None and kwargs.get("stride", 1) != 1:
+            shown.pop("unit", None)  # a partial strided stack shows its own centre
+        assert t.map_json() == json.dumps(path_map(**shown).to_dict())
+        if "slice" in kwargs:
+            plane = t.js("() => rfmapExplorer.plane()")
+            assert (plane["slice"], plane["index"]) == kwargs["slice"]
         _assert_clean(t)
     finally:
         t.close()
