@@ -32,22 +32,51 @@ def launch_chromium(playwright: Any) -> Any:
     return playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
 
 
+def _entry(value: Any) -> str:
+    return "x".join(map(str, value)) if isinstance(value, tuple | list) else str(value)
+
+
+def _entries(value: Any) -> str:
+    """One value for every layer, or one entry (int, per-axis tuple or name) per layer."""
+    if isinstance(value, int | str):
+        return str(value)
+    texts = [_entry(v) for v in value]
+    return texts[0] if len(set(texts)) == 1 else ",".join(texts)
+
+
 def fragment(
-    dilations: list[int] | tuple[int, ...],
-    kernel: int | list[int] | tuple[int, ...] = 3,
-    size: int = 21,
+    dilations: Any,
+    kernel: Any = 3,
+    size: Any = 21,
     ndim: int = 2,
-    padding: str = "same",
+    padding: Any = "same",
     scale: str = "auto",
     depth: int | None = None,
+    *,
+    stride: Any = 1,
+    unit: Any = None,
+    slice: Any = None,
 ) -> str:
-    """The page's canonical URL fragment for a view."""
-    ks = [kernel] if isinstance(kernel, int) else list(kernel)
-    k = str(ks[0]) if len(set(ks)) == 1 else ",".join(map(str, ks))
-    text = (
-        f"#d={','.join(map(str, dilations))}&k={k}&n={size}&dim={ndim}&pad={padding}&scale={scale}"
-    )
-    return text if depth is None or depth == len(dilations) else f"{text}&depth={depth}"
+    """The page's canonical URL fragment for a view (what rfmap.html writes)."""
+    parts = [f"d={','.join(_entry(d) for d in dilations)}", f"k={_entries(kernel)}"]
+    strides = _entries(stride)
+    if set(strides.split(",")) != {"1"}:
+        parts.append(f"s={strides}")
+    if size is None:
+        n = "none"
+    elif isinstance(size, int) or len(set(size)) == 1:
+        n = str(size if isinstance(size, int) else size[0])
+    else:
+        n = ",".join(map(str, size))
+    parts += [f"n={n}", f"dim={ndim}", f"pad={_entries(padding)}"]
+    if unit is not None:
+        parts.append("u=" + ",".join(map(str, unit)))
+    parts.append(f"scale={scale}")
+    if depth is not None and depth != len(dilations):
+        parts.append(f"depth={depth}")
+    if slice is not None:
+        parts.append(f"slice={slice[0]},{slice[1]}")
+    return "#" + "&".join(parts)
 
 
 class Tab:

@@ -68,11 +68,14 @@ def test_explore_options_reach_the_page(tmp_path: Path, capsys: pytest.CaptureFi
     assert state == {
         "dilations": [1, 1, 2, 4, 8, 16, 1, 1],
         "kernels": [3] * 7 + [1],
+        "strides": [1] * 8,
+        "padding": "same",
         "size": 75,
         "ndim": 2,
-        "padding": "same",
+        "unit": None,
         "scale": "log",
         "depth": 3,
+        "slice": None,
     }
     code, _, _ = run(["explore", "--preset", "wavenet-1", "-o", str(out)], capsys)
     state = embedded_data(out.read_text(encoding="utf-8"))["state"]
@@ -84,6 +87,36 @@ def test_explore_options_reach_the_page(tmp_path: Path, capsys: pytest.CaptureFi
     )
     code, _, _ = run(["explore", "2,4", "--ndim", "1", "--causal", "-o", str(out)], capsys)
     assert embedded_data(out.read_text(encoding="utf-8"))["state"]["padding"] == "causal"
+
+
+def test_explore_takes_everything_rfmap_map_takes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """AxB values, strides, explicit padding, H,W sizes, the unit, 3D and its slice."""
+    out = tmp_path / "x.html"
+    argv = ["1,2x1,4", "-k", "3x5", "--stride", "1,2,1", "--padding", "1,2x1,4"]
+    code, _, _ = run(["explore", *argv, "--size", "33,40", "--unit", "3,5", "-o", str(out)], capsys)
+    assert code == 0
+    state = embedded_data(out.read_text(encoding="utf-8"))["state"]
+    assert {
+        k: state[k] for k in ("dilations", "kernels", "strides", "padding", "size", "unit")
+    } == {
+        "dilations": [1, [2, 1], 4],
+        "kernels": [[3, 5]] * 3,
+        "strides": [1, 2, 1],
+        "padding": [1, [2, 1], 4],
+        "size": [33, 40],
+        "unit": [3, 5],
+    }
+    code, _, _ = run(
+        ["explore", "1,2,4", "--ndim", "3", "--size", "15", "--slice", "2,3", "-o", str(out)],
+        capsys,
+    )
+    state = embedded_data(out.read_text(encoding="utf-8"))["state"]
+    assert (code, state["ndim"], state["slice"]) == (0, 3, [2, 3])
+    code, _, _ = run(["explore", "1,2", "--size", "none", "--causal", "-o", str(out)], capsys)
+    state = embedded_data(out.read_text(encoding="utf-8"))["state"]
+    assert (code, state["size"], state["padding"]) == (0, None, "causal")
 
 
 def test_list_presets(capsys: pytest.CaptureFixture[str]) -> None:
@@ -133,15 +166,23 @@ def test_serve_serves_the_page_until_interrupted(
     ("argv", "message"),
     [
         (["1,0,2"], "dilations must be positive integers, got 0 at layer 2"),
-        (["1,2x3"], "no per-axis AxB values"),
-        (["1,a"], "dilations must be comma-separated integers, got '1,a'"),
+        (["1,2x3x4", "--ndim", "2"], "dilations of layer 2 has 3 axes, expected 2"),
+        (
+            ["1,a"],
+            "dilations must be comma-separated integers (use AxB for per-axis values), got '1,a'",
+        ),
         (["1,2", "--preset", "powers-2"], "give DILATIONS or --preset, not both"),
         (["1,2", "--causal", "--padding", "valid"], "--causal and --padding valid contradict"),
-        (["1,2", "--size", "9,9"], "--size must be one integer N"),
+        (["1,2", "--size", "9,9,9"], "--size has 3 values but the maps are 2D"),
+        (["1,2", "--unit", "50,50"], "unit [50, 50] is outside the output grid of shape"),
+        (["1,2", "--stride", "2"], "padding='same' needs stride 1"),
+        (["1,2", "--slice", "0,1"], "slice is for 3D maps, got a 2D map"),
+        (["1,2", "--size", "none", "--unit", "0,0"], "unit has no meaning for an unbounded map"),
         (["1,2", "--size", "2000"], "the explorer draws 2D maps up to size 1024, got 2000"),
         (["4,4", "--size", "9", "--padding", "valid"], "size [9, 9] is too small"),
         (["1,2", "--depth", "3"], "depth must be between 1 and 2, got 3"),
-        (["1,2", "--ndim", "3"], "argument --ndim: invalid choice: 3"),
+        (["1,2", "--ndim", "4"], "argument --ndim: invalid choice: 4"),
+        (["1", "--ndim", "3", "--size", "200"], "the explorer draws 3D maps up to size 128"),
         (["--preset", "nope"], "argument --preset: invalid choice: 'nope'"),
         (["1,2", "--serve", "--port", "70000"], "--port must be between 0 and 65535"),
         (["1,2", "-o", "missing/x.html"], "output directory does not exist"),

@@ -52,6 +52,24 @@ def test_map_json_options(capsys):
     assert data["kernel"] == [2, 4] and data["unit"] == [3]
 
 
+@pytest.mark.parametrize(
+    ("option", "kwargs"),
+    [
+        # one AxB value applies to every layer, per axis: never one value per layer
+        (["--kernel", "3x5"], {"kernel_size": [(3, 5)] * 2}),
+        (["--padding", "1x2"], {"padding": [(1, 2)] * 2}),
+        (["--stride", "2x1", "--padding", "1"], {"stride": [(2, 1)] * 2, "padding": 1}),
+        # one entry per layer is still per layer
+        (["--kernel", "3,5"], {"kernel_size": [3, 5]}),
+        (["--kernel", "3x5,3"], {"kernel_size": [(3, 5), 3]}),
+    ],
+)
+def test_one_axb_option_is_per_axis_for_every_layer(capsys, option, kwargs):
+    code, out, err = run(capsys, "map", "1,2", "--size", "15", *option, "--json")
+    assert code == 0, err
+    assert out == json.dumps(path_map([1, 2], size=15, **kwargs).to_dict()) + "\n"
+
+
 def test_map_json_big_integers_are_exact(capsys):
     code, out, _ = run(capsys, "map", ",".join(["1"] * 20), "--size", "41", "--json")
     data = json.loads(out)

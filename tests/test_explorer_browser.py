@@ -30,7 +30,7 @@ from hypothesis import strategies as st
 
 from browser_fixtures import ARTIFACTS, CHROMIUM, Tab, fragment, launch_chromium
 from oracles import brute_force_counts
-from rfmap import RFMapError, conv_stack, path_map
+from rfmap import RFMapError, conv_stack, path_map, stack_path_map
 from rfmap.cli import main
 from rfmap.gridding import check
 from rfmap.html import PRESETS, explorer, explorer_server
@@ -243,16 +243,10 @@ def test_each_preset_equals_the_python_engine(shared_tab: Tab, preset: Any) -> N
     shared_tab.page.select_option("#preset", preset.id)
     state = shared_tab.state()
     depth = preset.depth or len(preset.dilations)
-    assert [layer["d"] for layer in state["layers"]] == list(preset.dilations)
+    assert state["dil"] == [d if isinstance(d, int) else list(d) for d in preset.dilations]
     assert state["depth"] == depth
-    kernels = (
-        [preset.kernel] * len(preset.dilations)
-        if isinstance(preset.kernel, int)
-        else list(preset.kernel)
-    )
-    expected = python_json(
-        list(preset.dilations[:depth]), kernels[:depth], preset.size, preset.ndim, preset.padding
-    )
+    layers = preset.layers()[:depth]
+    expected = json.dumps(stack_path_map(layers, preset.size).to_dict())
     assert shared_tab.map_json() == expected
     assert shared_tab.page.input_value("#preset") == preset.id
 
@@ -304,18 +298,187 @@ def test_powers_of_three_reach_every_offset_exactly_once(shared_tab: Tab) -> Non
 
 
 # --------------------------------------------------------------------------------------
+# everything rfmap map takes: per-axis values, strides, explicit padding, 3D, unbounded
+# --------------------------------------------------------------------------------------
+
+
+def _text(value: Any) -> str:
+    """A CLI option's text: 3, 3x5, or one entry per layer (2,3x1,1)."""
+    if isinstance(value, int | str):
+        return str(value)
+    return ",".join("x".join(map(str, v)) if isinstance(v, tuple) else str(v) for v in value)
+
+
+def cli_argv(case: dict[str, Any]) -> list[str]:
+    """``rfmap map ... --json`` for a case (kernel, stride, padding: int, str or per layer)."""
+    size = case.get("size", 21)
+    argv = ["map", _text(case["d"]), "--kernel", _text(case.get("k", 3))]
+    argv += ["--stride", _text(case.get("s", 1)), "--padding", _text(case.get("p", "same"))]
+    sizes = [size] if isinstance(size, int) else size
+    argv += ["--size", "none" if size is None else ",".join(map(str, sizes))]
+    argv += ["--ndim", str(case.get("ndim", 2))]
+    if case.get("unit") is not None:
+        argv += ["--unit", ",".join(map(str, case["unit"]))]
+    return [*argv, "--json"]
+
+
+def case_fragment(case: dict[str, Any], **extra: Any) -> str:
+    return fragment(
+        case["d"],
+        case.get("k", 3),
+        case.get("size", 21),
+        case.get("ndim", 2),
+        case.get("p", "same"),
+        stride=case.get("s", 1),
+        unit=case.get("unit"),
+        **extra,
+    )
+
+
+def case_map(case: dict[str, Any]) -> Any:
+    """The Python map of a case: rfmap.path_map, the oracle of every count."""
+    return path_map(
+        case["d"],
+        size=case.get("size", 21),
+        kernel_size=case.get("k", 3),
+        ndim=case.get("ndim", 2),
+        unit=case.get("unit"),
+        stride=case.get("s", 1),
+        padding=case.get("p", "same"),
+    )
+
+
+AXES_CASES = [
+    # per-axis dilations and kernels (one AxB kernel for every layer, or per layer)
+    {"d": [1, (2, 1), 4], "k": [(3, 5)] * 3, "size": 33},
+    {"d": [(1, 3), (2, 1)], "k": [(2, 3), (4, 1)], "size": (17, 23)},
+    # strides: the unit indexes the output grid
+    {"d": [1, 2], "s": [2, 1], "p": [1, 2], "size": 33},
+    {"d": [1, 1, 1], "s": 2, "p": 1, "size": 64, "unit": (3, 5)},
+    {"d": [1, (2, 1)], "s": [(2, 1), 1], "p": [(1, 0), 2], "size": (20, 15)},
+    {"d": [2, 3], "k": 2, "s": [3, 2], "p": [0, 1], "size": 40, "ndim": 1},
+    # explicit padding: per layer, per axis, none, more than the kernel needs
+    {"d": [1, 2, 4], "p": [0, (1, 3), 5], "size": 25},
+    {"d": [1, 2], "p": 7, "size": 9},
+    # 3D
+    {"d": [1, 2, 4], "size": 15, "ndim": 3},
+    {"d": [1, (2, 1, 3)], "k": [3, (3, 1, 2)], "size": (9, 7, 11), "ndim": 3, "p": "causal"},
+    {"d": [1, 2], "s": [2, 1], "p": 1, "size": 12, "ndim": 3, "unit": (2, 3, 1)},
+    # an unbounded input: the map spans the field, offsets from the unit
+    {"d": [1, 2, 4], "size": None},
+    {"d": [1, (2, 3)], "s": [2, 1], "p": [1, 0], "size": None},
+    {"d": [2, 4], "k": 2, "size": None, "ndim": 1, "p": "causal"},
+    # counts past 2**63: BigInt on one axis and float64 on the other; BigInt in 3D
+    {"d": [1] * 20, "k": [(16, 2)] * 20, "size": (41, 30)},
+    {"d": [1] * 16, "k": 16, "size": 9, "ndim": 3},
+]
+
+
+@pytest.mark.parametrize("case", AXES_CASES, ids=lambda c: cli_argv(c)[1:-1].__repr__())
+def test_everything_rfmap_map_takes_exports_the_cli_json(shared_tab: Tab, case: Any) -> None:
+    assert shared_tab.show(case_fragment(case)) is None
+    got = shared_tab.map_json() + "\n"
+    assert got == cli_json(cli_argv(case))  # byte for byte, every count digit for digit
+    data = json.loads(got)
+    assert data["counts"] == case_map(case).counts.tolist()
+
+
+def test_the_bigint_cases_really_pass_2_to_the_63() -> None:
+    """The last two cases hold counts past 2**63 (one axis float64, the other BigInt)."""
+    for case in AXES_CASES[-2:]:
+        assert case_map(case).max > 2**63
+
+
+def test_per_axis_values_show_per_axis_fields(shared_tab: Tab) -> None:
+    case = AXES_CASES[0]
+    assert shared_tab.show(case_fragment(case)) is None
+    fields = shared_tab.page.eval_on_selector_all("td.rf", "cells => cells.map(c => c.textContent)")
+    assert fields == ["3×5", "7×9", "15×25"]  # the unbounded field after each layer
+    shown = shared_tab.page.text_content('#map-stats dd[data-key="receptive_field"]')
+    assert shown == " × ".join(map(str, case_map(case).receptive_field))
+    assert shared_tab.page.input_value("#kernels-text") == "3x5"
+    assert shared_tab.page.input_value("#dilations-text") == "1, 2x1, 4"
+
+
+def _random_case(draw: Any) -> dict[str, Any]:
+    ndim = draw(st.sampled_from([1, 2, 3]))
+    n = draw(st.integers(1, 4))
+    entry = lambda low, high: st.one_of(  # noqa: E731
+        st.integers(low, high), st.tuples(*[st.integers(low, high)] * ndim)
+    )
+    per_layer = lambda low, high: st.one_of(  # noqa: E731
+        st.integers(low, high), st.lists(entry(low, high), min_size=n, max_size=n)
+    )
+    case: dict[str, Any] = {
+        "d": draw(st.lists(entry(1, 5), min_size=n, max_size=n)),
+        "k": draw(per_layer(1, 4)),
+        "ndim": ndim,
+    }
+    if draw(st.booleans()):
+        case["s"] = draw(per_layer(1, 3))
+        case["p"] = draw(per_layer(0, 3))
+    else:
+        case["p"] = draw(st.one_of(st.sampled_from(["same", "valid", "causal"]), per_layer(0, 3)))
+    top = {1: 40, 2: 24, 3: 9}[ndim]
+    case["size"] = draw(st.one_of(st.integers(1, top), st.tuples(*[st.integers(1, top)] * ndim)))
+    return case
+
+
+@settings(max_examples=40, deadline=None)
+@given(case=st.composite(_random_case)())
+def test_random_stacks_export_the_cli_json_or_fail_alike(shared_tab: Tab, case: Any) -> None:
+    try:
+        expected = json.dumps(case_map(case).to_dict())
+    except RFMapError as exc:
+        expected = f"error: {exc}"
+    got = page_json(shared_tab, case_fragment(case))
+    if expected.startswith("error"):
+        # the page keeps the last valid view and says why, in rfmap's words
+        assert got.startswith("error") and expected[len("error: ") :] in got
+        recover = fragment([1], 3, 5, 1)
+        if shared_tab.hash() == recover:
+            recover = fragment([1], 3, 6, 1)
+        assert shared_tab.show(recover) is None
+    else:
+        assert got == expected
+
+
+def test_a_partial_strided_stack_keeps_its_centre(shared_tab: Tab) -> None:
+    """At depth 1 of a strided stack with a unit, the view is the first layer's map with
+    the centre of its own output grid (the unit indexes the whole stack's output)."""
+    case = {"d": [1, 1, 1], "s": 2, "p": 1, "size": 64, "unit": (3, 5)}
+    assert shared_tab.show(case_fragment(case, depth=1)) is None
+    expected = cli_json(["map", "1", "--stride", "2", "--padding", "1", "--size", "64", "--json"])
+    assert shared_tab.map_json() + "\n" == expected
+    assert shared_tab.show(case_fragment(case)) is None
+    assert shared_tab.map_json() + "\n" == cli_json(cli_argv(case))
+
+
+# --------------------------------------------------------------------------------------
 # the gridding check: rfmap.gridding.check(...).to_dict(), reimplemented in the page
 # --------------------------------------------------------------------------------------
 
 
-def page_check(t: Tab, dilations: list[int], kernel: Any, ndim: int, padding: str) -> str:
-    kernels = [kernel] * len(dilations) if isinstance(kernel, int) else list(kernel)
-    layers = [{"d": d, "k": k} for d, k in zip(dilations, kernels, strict=True)]
-    return t.js("([l, n, p]) => rfmapExplorer.checkSchedule(l, n, p)", [layers, ndim, padding])
+def described(
+    dilations: list[Any], kernel: Any, ndim: int | None, padding: Any, stride: Any = 1
+) -> list[dict[str, Any]]:
+    """The stack as ConvLayer.describe() dictionaries (what the page's hook takes)."""
+    layers = conv_stack(dilations, kernel, ndim=ndim, padding=padding, stride=stride)
+    return [layer.describe() for layer in layers]
 
 
-def python_check(dilations: list[int], kernel: Any, ndim: int, padding: str) -> str:
-    return json.dumps(check(dilations, kernel, ndim=ndim, padding=padding).to_dict())
+def page_check(
+    t: Tab, dilations: list[Any], kernel: Any, ndim: int | None, padding: Any, stride: Any = 1
+) -> str:
+    layers = described(dilations, kernel, ndim, padding, stride)
+    return t.js("l => rfmapExplorer.checkSchedule(l)", layers)
+
+
+def python_check(
+    dilations: list[Any], kernel: Any, ndim: int | None, padding: Any, stride: Any = 1
+) -> str:
+    report = check(dilations, kernel, ndim=ndim, padding=padding, stride=stride)
+    return json.dumps(report.to_dict())
 
 
 CHECK_CASES = [
@@ -375,42 +538,87 @@ def test_random_checks_equal_rfmap_check(
     assert page_check(shared_tab, dilations, kernel, ndim, padding) == expected
 
 
-def panel_lines(t: Tab) -> dict[str, str]:
-    """The report lines the panel shows, keyed by their data-line (× written as x)."""
+AXES_CHECK_CASES = [
+    # (dilations, kernel, ndim, padding, stride)
+    ([1, (2, 1), 4], [(3, 5)] * 3, 2, "same", 1),
+    ([(2, 1), (4, 2), (8, 4)], 3, 2, "same", 1),  # a different fix on each axis
+    ([(2, 2), (2, 3)], [(3, 5)] * 2, 2, "same", 1),  # per-axis kernels, uniform per axis
+    ([1, 2], [3, (3, 5)], 2, "same", 1),  # kernels differ between layers: no fix
+    ([1, 2], 3, 2, [1, 2], [2, 1]),  # a stride makes the dilation 4: holes, no fix
+    ([1, 1, 2], 3, 1, 1, [2, 1, 1]),
+    ([(1, 1), (2, 1)], 3, 2, 0, [(1, 2), 1]),  # strided on one axis only
+    ([1, 2, 4], 3, 3, "same", 1),
+    ([(1, 2, 3), 2], [(3, 2, 3), 3], 3, "valid", 1),
+    ([3, (9, 2, 1), 27], [3, 3, 3], 3, "causal", 1),
+]
+
+
+@pytest.mark.parametrize(("dilations", "kernel", "ndim", "padding", "stride"), AXES_CHECK_CASES)
+def test_check_of_per_axis_and_strided_stacks_equals_rfmap_check(
+    shared_tab: Tab, dilations: Any, kernel: Any, ndim: int, padding: Any, stride: Any
+) -> None:
+    expected = python_check(dilations, kernel, ndim, padding, stride)
+    assert page_check(shared_tab, dilations, kernel, ndim, padding, stride) == expected
+
+
+@pytest.mark.parametrize("index", [0, 1, 3, 4, 6, 8])
+def test_the_panel_of_per_axis_and_strided_stacks(shared_tab: Tab, index: int) -> None:
+    dilations, kernel, ndim, padding, stride = AXES_CHECK_CASES[index]
+    case = {"d": dilations, "k": kernel, "ndim": ndim, "p": padding, "s": stride, "size": 15}
+    assert shared_tab.show(case_fragment(case)) is None
+    report = check(dilations, kernel, ndim=ndim, padding=padding, stride=stride)
+    assert_panel_is_the_report(shared_tab, report)
+
+
+@settings(max_examples=40, deadline=None)
+@given(case=st.composite(_random_case)())
+def test_random_per_axis_and_strided_checks_equal_rfmap_check(shared_tab: Tab, case: Any) -> None:
+    try:
+        expected = python_check(case["d"], case["k"], case["ndim"], case["p"], case.get("s", 1))
+    except RFMapError:
+        return  # a stack conv_stack refuses has no report (the page checks what it draws)
+    got = page_check(shared_tab, case["d"], case["k"], case["ndim"], case["p"], case.get("s", 1))
+    assert got == expected
+
+
+def panel_lines(t: Tab) -> list[tuple[str, str]]:
+    """The report lines the panel shows, in order, by their data-line (× written as x)."""
     lines = t.page.eval_on_selector_all(
         ".panel [data-line]",
         "els => els.map(e => [e.dataset.line, e.firstChild.textContent])",
     )
-    return {key: text.replace(" × ", " x ").strip() for key, text in lines}
+    return [(key, text.replace(" × ", " x ").strip()) for key, text in lines]
 
 
-def cli_lines(dilations: list[int], kernel: Any, ndim: int, padding: str) -> dict[str, str]:
-    """The same lines from ``rfmap check``'s text (rfmap.cli.gridding.format_report)."""
-    from rfmap.cli.gridding import format_report
+HDC_HEAD = "HDC rule (Wang et al. 2018, M_2 <= K)"
 
-    text = format_report(check(dilations, kernel, ndim=ndim, padding=padding))
-    out: dict[str, str] = {}
-    for raw in text.splitlines()[1:]:
+
+def cli_lines(report: Any) -> tuple[list[tuple[str, str]], str | None]:
+    """The same lines from ``rfmap check``'s text (``str(report)``), and its evenness line."""
+    out: list[tuple[str, str]] = []
+    evenness = None
+    for raw in str(report).splitlines()[1:]:
         line = raw.strip()
         if line.startswith("verdict: "):
-            out["verdict"] = line.split(" - ", 1)[1]
+            out.append(("verdict", line.split(" - ", 1)[1]))
         elif line.startswith("why: "):
-            out["why"] = line
+            out.append(("why", line))
         elif line.startswith("in the given order"):
-            out["order"] = line
-        elif line.startswith("HDC rule"):
-            out["hdc"] = line.split(": ", 1)[1]
+            out.append(("order", line))
+        elif line.startswith(HDC_HEAD):
+            rest = line[len(HDC_HEAD) :]
+            out.append(("hdc", rest[2:] if rest.startswith(": ") else rest.strip()))
         elif line.startswith("the rule "):
-            out["agrees"] = line
+            out.append(("agrees", line))
         elif line.startswith(("fix: ", "no fix suggested")):
-            out["fix"] = line
-        elif line.startswith(("field ", "every axis: ")):
-            out["axis"] = line
+            out.append(("fix", line))
+        elif line.startswith(("field ", "every axis: ", "axis ", "axes ")):
+            out.append(("axis", line))
         elif line.startswith("evenness: "):
-            out["evenness"] = line
+            evenness = line
         else:  # pragma: no cover - a line this test does not know yet
             raise AssertionError(f"unexpected rfmap check line: {line!r}")
-    return out
+    return out, evenness
 
 
 PANEL_CASES = [
@@ -432,12 +640,18 @@ def test_the_panel_says_what_rfmap_check_says(
     shared_tab: Tab, dilations: list[int], kernel: Any, ndim: int, padding: str
 ) -> None:
     shared_tab.show(fragment(dilations, kernel, max(41, 1 + sum(dilations) * 4), ndim, padding))
-    shown = panel_lines(shared_tab)
-    expected = cli_lines(dilations, kernel, ndim, padding)
-    evenness = expected.pop("evenness", None)
-    assert shown == expected
     report = check(dilations, kernel, ndim=ndim, padding=padding)
-    value = lambda key: shared_tab.page.text_content(f'#metrics [data-key="{key}"]')  # noqa: E731
+    assert_panel_is_the_report(shared_tab, report)
+
+
+def assert_panel_is_the_report(t: Tab, report: Any) -> None:
+    expected, evenness = cli_lines(report)
+    # the panel puts the fix beside the verdict, before the HDC rule: same lines, same
+    # order within each kind
+    kinds = ["verdict", "axis", "why", "order", "hdc", "agrees", "fix"]
+    by_kind = lambda lines: sorted(lines, key=lambda line: kinds.index(line[0]))  # noqa: E731
+    assert by_kind(panel_lines(t)) == by_kind(expected)
+    value = lambda key: t.page.text_content(f'#metrics [data-key="{key}"]')  # noqa: E731
     if evenness is not None:  # evenness: peak/mean P, min/max M, ERF std S, T paths
         assert f"peak/mean {value('peak_to_mean')}, min/max {value('min_nonzero_to_max')}, " in (
             evenness
@@ -467,7 +681,7 @@ def test_applying_the_suggested_fix(tab: Tab) -> None:
     tab.show(fragment([2, 2, 2, 2], 3, 21))
     suggestion = check([2, 2, 2, 2]).to_dict()["suggestion"]
     tab.page.click("#apply-fix")
-    assert [x["d"] for x in tab.state()["layers"]] == suggestion["dilations"]
+    assert tab.state()["dil"] == suggestion["dilations"]
     assert tab.page.text_content('.panel [data-key="gridding_free"]') == "✓ Gridding-free"
     assert tab.map_json() == python_json(suggestion["dilations"])
 
@@ -514,6 +728,46 @@ def test_typing_a_schedule_exports_the_cli_json(tab: Tab) -> None:
     assert tab.hash() == fragment([2, 3, 5], 2, 25, 1, "causal")
 
 
+def test_typing_per_axis_values_strides_and_padding_exports_the_cli_json(tab: Tab) -> None:
+    page = tab.page
+    page.fill("#dilations-text", "1, 2x1, 4")
+    page.fill("#kernels-text", "3x5")
+    page.select_option("#padding", "explicit")
+    assert page.is_visible("#padding-text")
+    page.fill("#padding-text", "1, 2x1, 4")
+    page.fill("#strides-text", "1, 2, 1")
+    page.fill("#size", "33, 40")
+    page.fill("#unit", "3, 5")
+    assert tab.error() is None
+    with page.expect_download() as info:
+        page.click("#export-json")
+    assert info.value.suggested_filename == "rfmap-1-2x1-4.json"
+    argv = ["1,2x1,4", "-k", "3x5", "--stride", "1,2,1", "--padding", "1,2x1,4"]
+    expected = cli_json(["map", *argv, "--size", "33,40", "--unit", "3,5", "--json"])
+    assert info.value.path().read_text(encoding="utf-8") == expected
+    assert tab.hash() == fragment(
+        [1, (2, 1), 4], [(3, 5)], (33, 40), 2, [1, (2, 1), 4], stride=[1, 2, 1], unit=(3, 5)
+    )
+    # 3D: a 2-axis value is now an error, in rfmap's words, and the view stays
+    page.click("label[for=ndim-3]")
+    stack = {"stride": [1, 2, 1], "ndim": 3, "size": 40}
+    assert tab.error() == _python_error(
+        dilations=[1, (2, 1), 4], kernel_size=[(3, 5)] * 3, padding=[1, (2, 1), 4], **stack
+    )
+    assert tab.state()["ndim"] == 2
+    # ... until every value has three axes; nothing typed meanwhile is lost
+    page.fill("#kernels-text", "3x5x1")
+    assert tab.error() == _python_error(
+        dilations=[1, (2, 1), 4], kernel_size=[(3, 5, 1)] * 3, padding=[1, (2, 1), 4], **stack
+    )
+    page.fill("#dilations-text", "1, 2x1x3, 4")
+    page.fill("#padding-text", "1, 2x1x1, 4")
+    assert tab.error() is None and tab.state()["ndim"] == 3
+    argv = ["1,2x1x3,4", "-k", "3x5x1", "--stride", "1,2,1", "--padding", "1,2x1x1,4"]
+    expected = cli_json(["map", *argv, "--size", "40", "--ndim", "3", "--json"])
+    assert tab.map_json() + "\n" == expected
+
+
 def test_typing_key_by_key_never_flashes_an_error(tab: Tab) -> None:
     """A trailing comma is the next value on its way, not an error."""
     page = tab.page
@@ -530,11 +784,13 @@ def test_typing_key_by_key_never_flashes_an_error(tab: Tab) -> None:
     assert page.evaluate("() => __errors") == []
     assert tab.map_json() == python_json([1, 2, 5, 9])
     page.keyboard.type(",")
-    assert tab.error() is None and [x["d"] for x in tab.state()["layers"]] == [1, 2, 5, 9]
+    assert tab.error() is None and tab.state()["dil"] == [1, 2, 5, 9]
     page.focus("#size")  # leaving the field writes the schedule back
     assert page.input_value("#dilations-text") == "1, 2, 5, 9"
     page.fill("#dilations-text", "1,,2")  # an empty value in the middle is still an error
-    assert tab.error() == "dilations must be comma-separated integers, got '1,,2'"
+    assert tab.error() == (
+        "dilations must be comma-separated integers (use AxB for per-axis values), got '1,,2'"
+    )
 
 
 def test_switching_a_long_1d_input_to_2d(tab: Tab) -> None:
@@ -564,7 +820,8 @@ def test_layer_table_add_edit_and_remove(tab: Tab) -> None:
     )
     page.keyboard.type("8")  # the field is selected, so this replaces the 4
     page.fill("tbody tr:nth-child(2) input[data-field=k]", "2")
-    assert [(x["d"], x["k"]) for x in tab.state()["layers"]] == [(1, 3), (2, 2), (4, 3), (8, 3)]
+    state = tab.state()
+    assert list(zip(state["dil"], state["ker"], strict=True)) == [(1, 3), (2, 2), (4, 3), (8, 3)]
     assert page.input_value("#dilations-text") == "1, 2, 4, 8"
     assert page.input_value("#kernels-text") == "3, 2, 3, 3"
     assert tab.map_json() == python_json([1, 2, 4, 8], [3, 2, 3, 3])
@@ -575,7 +832,7 @@ def test_layer_table_add_edit_and_remove(tab: Tab) -> None:
     # Enter in the last row adds a layer
     page.focus("tbody tr:last-child input[data-field=d]")
     page.keyboard.press("Enter")
-    assert len(tab.state()["layers"]) == 4
+    assert len(tab.state()["dil"]) == 4
 
 
 def test_hover_shows_offset_and_exact_count(tab: Tab) -> None:
@@ -634,10 +891,12 @@ def test_keyboard_reaches_every_control_and_moves_on_the_map(tab: Tab) -> None:
     for control in (
         "dilations-text",
         "kernels-text",
+        "strides-text",
         "add-layer",
         "size",
         "ndim",
         "padding",
+        "unit",
         "scale",
         "export-png",
         "export-json",
@@ -647,6 +906,7 @@ def test_keyboard_reaches_every_control_and_moves_on_the_map(tab: Tab) -> None:
         "depth",
         "dilation of layer 1",
         "kernel size of layer 3",
+        "stride of layer 2",
         "remove layer 2",
     ):
         assert control in seen, control
@@ -701,6 +961,194 @@ def test_layer_slider_grows_the_schedule(tab: Tab) -> None:
     assert page.get_attribute("#play", "aria-pressed") == "false"
 
 
+def hover(t: Tab, index: list[int]) -> tuple[str | None, str | None, str]:
+    """Move the pointer onto a cell; the readout's cell, count and text."""
+    point = t.js("i => rfmapExplorer.cellPoint(...i)", index)
+    t.page.mouse.move(point["x"], point["y"])
+    readout = t.page.locator("#readout")
+    cell, count = readout.get_attribute("data-cell"), readout.get_attribute("data-count")
+    return cell, count, readout.inner_text()
+
+
+@pytest.mark.parametrize("case", [AXES_CASES[i] for i in (1, 3, 4, 6, 14)], ids=str)
+def test_hover_counts_equal_the_python_map(tab: Tab, case: Any) -> None:
+    assert tab.show(case_fragment(case)) is None
+    counts = case_map(case).counts
+    rng = np.random.default_rng(13)
+    nonzero = np.argwhere(counts != 0)
+    picks = [nonzero[len(nonzero) // 2], nonzero[0], nonzero[-1]]
+    picks += [rng.integers(0, counts.shape) for _ in range(3)]
+    for index in picks:
+        cell, count, _ = hover(tab, [int(i) for i in index])
+        assert cell == ",".join(map(str, index))
+        assert count == str(counts[tuple(index)])
+
+
+def test_hover_on_a_strided_map_gives_offsets_from_the_units_position(tab: Tab) -> None:
+    """Unit (3, 5) of three stride-2 layers sits at input (24, 40): offsets count from there."""
+    case = AXES_CASES[3]
+    assert tab.show(case_fragment(case)) is None
+    _, count, text = hover(tab, [24, 40])
+    assert "offset (0, 0)" in text and count == str(case_map(case).counts[24, 40])
+    _, _, text = hover(tab, [20, 45])
+    assert "offset (−4, +5)" in text
+    assert "output unit (3, 5)" in (tab.page.text_content("#map-subtitle") or "")
+
+
+VOLUME = {"d": [1, (2, 1, 3)], "k": [3, (3, 1, 2)], "size": (9, 7, 11), "ndim": 3, "p": "causal"}
+
+
+def test_the_3d_slice_viewer(tab: Tab) -> None:
+    page = tab.page
+    counts = case_map(VOLUME).counts
+    anchor = case_map(VOLUME).unit  # stride 1: the unit is its own input position
+    assert tab.show(case_fragment(VOLUME)) is None
+    assert page.is_visible("#slice-row")
+    # it opens through the output unit, cutting axis 0; rows are axis 1, columns axis 2
+    assert tab.js("() => rfmapExplorer.plane()") == {
+        "rows": 1,
+        "cols": 2,
+        "slice": 0,
+        "index": anchor[0],
+    }
+    for j, k in [(anchor[1], anchor[2]), (0, 0), (6, 10), (3, 7)]:
+        cell, count, _ = hover(tab, [anchor[0], j, k])
+        assert cell == f"{anchor[0]},{j},{k}" and count == str(counts[anchor[0], j, k])
+    # another axis: the slice keeps the unit's index along it and the link says so
+    page.select_option("#slice-axis", "2")
+    plane = tab.js("() => rfmapExplorer.plane()")
+    assert plane == {"rows": 0, "cols": 1, "slice": 2, "index": anchor[2]}
+    assert tab.hash() == case_fragment(VOLUME, slice=(2, anchor[2]))
+    # the slider moves through the volume; every voxel's count is the Python map's
+    page.focus("#slice-index")
+    page.keyboard.press("Home")
+    for k in range(counts.shape[2]):
+        assert tab.js("() => rfmapExplorer.plane().index") == k
+        for i, j in [(0, 0), (4, 3), (8, 6), (anchor[0], anchor[1])]:
+            cell, count, _ = hover(tab, [i, j, k])
+            assert cell == f"{i},{j},{k}" and count == str(counts[i, j, k]), (i, j, k)
+        page.focus("#slice-index")
+        page.keyboard.press("ArrowRight")
+    # the keyboard on the map: arrows move in the slice, PageUp/PageDown between slices
+    page.focus("#map-canvas")
+    page.keyboard.press("Home")
+    page.keyboard.press("PageUp")
+    assert page.get_attribute("#readout", "data-cell") == ",".join(
+        map(str, (anchor[0], anchor[1], counts.shape[2] - 2))
+    )
+    # a link reproduces the slice
+    frag = case_fragment(VOLUME, slice=(1, 2))
+    assert tab.show(frag) is None and tab.hash() == frag
+    assert tab.js("() => rfmapExplorer.plane()") == {"rows": 0, "cols": 2, "slice": 1, "index": 2}
+    assert "slice axis 1 = 2" in (page.text_content("#map-subtitle") or "")
+    assert tab.map_json() + "\n" == cli_json(cli_argv(VOLUME))
+    # a smaller volume: the slice past its end becomes its last one, and the link too
+    assert tab.show(case_fragment(VOLUME, slice=(2, 10))) is None
+    page.fill("#size", "6")
+    assert tab.js("() => rfmapExplorer.plane().index") == 5
+    assert tab.hash().endswith("&slice=2,5")
+
+
+def test_3d_slices_have_rfmap_plots_colours(tab: Tab) -> None:
+    """A slice is coloured on the scale of the whole volume, as rfmap plot's 3D slices."""
+    import matplotlib as mpl
+    from matplotlib.colors import Normalize
+
+    from rfmap.plot.maps import path_colormap
+
+    case = {"d": [1, 2], "size": 9, "ndim": 3}
+    counts = case_map(case).counts
+    colours = path_colormap(mpl.colormaps["Blues"])
+    norm = Normalize(vmin=0, vmax=float(counts.max()))
+    for index in (4, 2, 0):
+        assert tab.show(case_fragment(case, scale="linear", slice=(0, index))) is None
+        pixels, box = canvas_image(tab, "#map-canvas")
+        k = pixels.shape[1] / box[2]
+        for i in range(9):
+            for j in range(9):
+                point = tab.js("i => rfmapExplorer.cellPoint(...i)", [index, i, j])
+                step = tab.js("() => rfmapExplorer.cellPoint(0, 0, 1).x") - tab.js(
+                    "() => rfmapExplorer.cellPoint(0, 0, 0).x"
+                )
+                x = point["x"] - 0.35 * step - box[0]
+                y = point["y"] - 0.35 * step - box[1]
+                got = pixels[round(y * k), round(x * k), :3].astype(int)
+                c = int(counts[index, i, j])
+                if c == 0:
+                    assert got.tolist() == [255, 255, 255], (index, i, j)
+                    continue
+                x256 = float(norm(c)) * 256
+                shades = {min(255, int(x256 + d)) for d in (-1e-9, 0, 1e-9) if x256 + d >= 0}
+                errors = [np.abs(got - np.array(colours(s)[:3]) * 255).max() for s in shades]
+                assert min(errors) <= 1, (index, i, j, c, got)
+
+
+def test_retyping_the_schedule_shows_all_its_layers(tab: Tab) -> None:
+    """Regression: the layer slider kept its old position after the schedule was retyped."""
+    page = tab.page
+    assert tab.show(fragment([1, 1, 2, 3, 5], 3, 21, depth=2)) is None
+    page.fill("#dilations-text", "2, 2, 2, 2, 2")  # as many layers as before
+    assert tab.state()["depth"] == 5
+    assert page.input_value("#depth") == "5" and page.text_content("#depth-value") == "5 / 5"
+    assert tab.map_json() == python_json([2] * 5)
+    assert tab.show(fragment([2] * 5, 3, 21, depth=2)) is None
+    page.fill("#dilations-text", "1, 2, 4")  # fewer layers
+    assert tab.state()["depth"] == 3 and tab.map_json() == python_json([1, 2, 4])
+    assert tab.show(fragment([1, 2, 4], 3, 21, depth=1)) is None
+    page.fill("#kernels-text", "2")  # the kernel is part of the schedule too
+    assert tab.state()["depth"] == 3 and tab.map_json() == python_json([1, 2, 4], 2)
+    # editing one layer in the table keeps the slider: that layer may be the one studied
+    assert tab.show(fragment([1, 2, 4], 3, 21, depth=2)) is None
+    page.fill("tbody tr:nth-child(1) input[data-field=d]", "3")
+    assert tab.state()["depth"] == 2 and tab.map_json() == python_json([3, 2])
+
+
+HOSTILE = [
+    "#d=<img src=x onerror=window.__pwned=1>",
+    "#d=1&k=3&n=21&dim=2&pad=same&u=<svg/onload=window.__pwned=1>&scale=auto",
+    "#d=1,2&pad=%22%3E%3Cscript%3Ewindow.__pwned=1%3C/script%3E",
+    "#d=1&dim=3&n=9&slice=<img src=x onerror=window.__pwned=1>",
+    "#d=1&n=</script><script>window.__pwned=1</script>",
+    "#d=1&scale=javascript:window.__pwned=1",
+    "#d=1x<b>2</b>&k=<i>3</i>",
+    "#d=1&k=3&n=21&dim=2&pad=same&scale=auto&__proto__=1&constructor=2",
+]
+
+
+@pytest.mark.parametrize("frag", HOSTILE)
+def test_a_hostile_link_runs_no_script(tab: Tab, frag: str) -> None:
+    before = tab.js("() => document.querySelectorAll('img, svg, script, iframe, b, i').length")
+    tab.page.evaluate("h => { location.hash = h; }", frag)
+    tab.page.wait_for_function("h => location.hash !== h", arg=frag)  # the page answered
+    assert tab.js("() => window.__pwned") is None
+    after = tab.js("() => document.querySelectorAll('img, svg, script, iframe, b, i').length")
+    assert after == before
+    # the page still works: a valid link after it is drawn
+    assert tab.show(fragment([1, 2, 5], 3, 21)) is None
+    assert tab.map_json() == python_json([1, 2, 5])
+
+
+def test_huge_links_are_refused_at_once_and_the_page_stays_responsive(tab: Tab) -> None:
+    many = ",".join(["1"] * 200)
+    cases = {
+        f"#d={many}&k=3&n=1000000000&dim=2": "the explorer draws at most 64 layers, got 200",
+        "#d=1&k=3&n=1000000000&dim=2": "the explorer draws 2D maps up to size 1024",
+        "#d=1&k=3&n=1000,1000,1000&dim=3": "the explorer draws 3D maps up to size 128",
+        "#d=1024,1024&k=16&n=none&dim=2": "the unbounded map of this stack is [30721, 30721]",
+        "#d=1&k=3&s=99&pad=0&n=9": "the explorer takes strides up to 16, got 99",
+        "#d=" + "9" * 400: "the explorer takes dilations up to 1024",
+    }
+    for frag, message in cases.items():
+        error = tab.show(frag)
+        assert error is not None and message in error, (frag[:40], error)
+        assert tab.js("() => 1 + 1") == 2
+    # the heaviest stack within the limits: 64 layers of kernel 16 (BigInt), 1D N = 16384
+    heavy = fragment([1024] * 64, 16, 16384, 1)
+    assert tab.show(heavy) is None
+    expected = path_map([1024] * 64, size=16384, kernel_size=16, ndim=1).to_dict(counts=False)
+    assert tab.map_json(counts=False) == json.dumps(expected)
+
+
 # --------------------------------------------------------------------------------------
 # the URL fragment
 # --------------------------------------------------------------------------------------
@@ -728,15 +1176,48 @@ def test_the_url_fragment_round_trips(tab: Tab, browser: Any) -> None:
         other.close()
 
 
-def test_python_and_the_page_write_the_same_fragment(browser: Any, tmp_path: Any) -> None:
-    page = explorer([1, 2, 5], size=33, kernel_size=[3, 3, 2], padding="valid", depth=2)
+PAGES = [
+    ({"dilations": [1, 2, 5], "size": 33, "kernel_size": [3, 3, 2], "padding": "valid"}, 2),
+    (
+        {
+            "dilations": [1, (2, 1), 4],
+            "size": (33, 40),
+            "kernel_size": [(3, 5)] * 3,
+            "stride": [1, (2, 1), 1],
+            "padding": [1, (2, 1), 4],
+            "unit": (3, 5),
+        },
+        None,
+    ),
+    ({"dilations": [1, 2, 4], "size": 15, "ndim": 3, "slice": (2, 4)}, 2),
+    ({"dilations": [1, 2], "size": None, "stride": [2, 1], "padding": [1, 0]}, None),
+]
+
+
+@pytest.mark.parametrize(("kwargs", "depth"), PAGES)
+def test_python_and_the_page_write_the_same_fragment(
+    browser: Any, tmp_path: Any, kwargs: dict[str, Any], depth: int | None
+) -> None:
+    """The page opens on the view rfmap.html describes, and writes the same link."""
+    page = explorer(**kwargs, depth=depth)
     path = tmp_path / "x.html"
     page.save(path)
     t = Tab(browser, path.as_uri())
     try:
         t.open()
         assert t.hash() == page.url_fragment
-        assert t.map_json() == python_json([1, 2], [3, 3], 33, 2, "valid")
+        shown = {k: v for k, v in kwargs.items() if k != "slice"}
+        n = depth or len(kwargs["dilations"])
+        for key in ("dilations", "kernel_size", "stride", "padding"):
+            if isinstance(shown.get(key), list):
+                shown[key] = shown[key][:n]
+        shown["dilations"] = shown["dilations"][:n]
+        if depth is not None and kwargs.get("stride", 1) != 1:
+            shown.pop("unit", None)  # a partial strided stack shows its own centre
+        assert t.map_json() == json.dumps(path_map(**shown).to_dict())
+        if "slice" in kwargs:
+            plane = t.js("() => rfmapExplorer.plane()")
+            assert (plane["slice"], plane["index"]) == kwargs["slice"]
         _assert_clean(t)
     finally:
         t.close()
@@ -749,8 +1230,8 @@ def test_python_and_the_page_write_the_same_fragment(browser: Any, tmp_path: Any
         ("#d=1,2&k=3,3,3&n=21", "kernel_size has 3 entries but the schedule has 2 layers"),
         ("#d=1,2&k=3&n=0", "size must be a positive integer, got 0"),
         ("#d=4,4&k=3&n=9&pad=valid", "size [9, 9] is too small for this stack"),
-        ("#d=1,a&k=3&n=9", "dilations must be comma-separated integers, got '1,a'"),
-        ("#d=1&k=3&n=9&pad=reflect", "padding must be one of same, valid, causal"),
+        ("#d=1,a&k=3&n=9", "dilations must be comma-separated integers (use AxB"),
+        ("#d=1&k=3&n=9&pad=reflect", "padding must be same, valid, causal, or non-negative"),
         ("#d=1&k=3&n=5000", "the explorer draws 2D maps up to size 1024, got 5000"),
         ("#d=1,2&depth=3", "depth must be between 1 and 2, got 3"),
     ],
@@ -781,7 +1262,7 @@ def test_bad_input_in_the_controls_shows_rfmaps_message(tab: Tab) -> None:
     assert tab.error() == _python_error(dilations=[1, 0, 4])
     assert page.get_attribute(cell, "aria-invalid") == "true"
     assert "stale" in (page.get_attribute(".view", "class") or "")
-    assert tab.state()["layers"][1]["d"] == 2  # the last valid view stays
+    assert tab.state()["dil"][1] == 2  # the last valid view stays
     page.fill(cell, "3")
     assert tab.error() is None and page.get_attribute(cell, "aria-invalid") is None
     assert tab.map_json() == python_json([1, 3, 4])
@@ -798,7 +1279,9 @@ def test_bad_input_in_the_controls_shows_rfmaps_message(tab: Tab) -> None:
     assert tab.error() == _python_error(dilations=[1, 3, 4], kernel_size=[3, 3])
     page.fill("#kernels-text", "3")
     page.fill("#dilations-text", "1, two")
-    assert tab.error() == "dilations must be comma-separated integers, got '1, two'"
+    assert tab.error() == (
+        "dilations must be comma-separated integers (use AxB for per-axis values), got '1, two'"
+    )
     page.fill("#dilations-text", "")
     assert tab.error() is not None
     page.fill("#dilations-text", "1,2")
@@ -987,6 +1470,40 @@ def test_screenshots_desktop_and_phone(browser: Any, page_url: str) -> None:
             _assert_clean(t)
         finally:
             t.close()
+
+
+SCREENSHOTS = {
+    "per-axis": fragment([1, (2, 1), (4, 2)], [(3, 5)], 33),
+    "strided": fragment([1, 2], 3, 33, 2, [1, 2], stride=[2, 1]),
+    "3d": fragment([1, 2, 4], 3, 33, 3, slice=(0, 14)),
+    "3d-phone": fragment([1, 2, 4], 3, 33, 3),
+}
+
+
+@pytest.mark.parametrize("name", list(SCREENSHOTS))
+def test_screenshots_of_per_axis_strided_and_3d_views(
+    browser: Any, page_url: str, name: str
+) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    viewport = {"width": 390, "height": 844} if "phone" in name else {"width": 1366, "height": 860}
+    t = Tab(browser, page_url, viewport=viewport)
+    try:
+        t.open(SCREENSHOTS[name])
+        assert t.error() is None
+        overflow = t.js("() => document.documentElement.scrollWidth - window.innerWidth")
+        assert overflow <= 0, f"{name}: the page scrolls sideways by {overflow}px"
+        # the layer table fits its column: the remove buttons are not cut off
+        table = t.page.locator(".table-wrap").bounding_box()
+        button = t.page.locator("tbody tr:first-child button.remove").bounding_box()
+        assert table is not None and button is not None
+        assert button["x"] + button["width"] <= table["x"] + table["width"]
+        for selector in ("#map-canvas", "#colorbar"):
+            pixels, _ = canvas_image(t, selector)
+            assert_no_ink_on_the_edges(pixels, f"{selector} of {name}")
+        t.page.screenshot(path=str(ARTIFACTS / f"explorer-{name}.png"), full_page=True)
+        _assert_clean(t)
+    finally:
+        t.close()
 
 
 def test_the_jupyter_display_works_in_its_iframe(browser: Any) -> None:

@@ -293,3 +293,25 @@ def test_the_seed_figures_keep_their_ticks():
     fig.canvas.draw()
     labels = [t.get_text() for t in _shown_xticklabels(fig.axes[0])]
     assert labels == ["0", "3", "6", "9", "12", "15", "18"]
+
+
+@pytest.mark.parametrize(
+    ("size", "ndim"),
+    [(21, 2), (257, 2), (2049, 2), ((5, 300, 300), 3)],
+)
+def test_axis_tick_labels_never_overlap(size, ndim):
+    """Regression: at N = 2049 the x labels of a 3-inch map ran into each other."""
+    import itertools
+
+    ax = plot_map(path_map([1, 2, 4], size=size, ndim=ndim))
+    fig = ax.figure
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    for axes in fig.axes:
+        for axis in (axes.xaxis, axes.yaxis):
+            labels = [t for t in axis.get_ticklabels() if t.get_visible() and t.get_text()]
+            boxes = [t.get_window_extent(renderer) for t in labels]
+            for a, b in itertools.combinations(boxes, 2):
+                assert not a.overlaps(b), (size, [t.get_text() for t in labels])
+            if axis is axes.xaxis and axes is fig.axes[0]:
+                assert len(labels) >= 3, [t.get_text() for t in labels]  # still labelled

@@ -93,9 +93,12 @@ def add_schedule_arguments(parser: argparse.ArgumentParser, *, positional: bool 
     )
 
 
-def _schedule_option(text: str, name: str) -> Any:
+def _schedule_option(text: str, name: str, layers: int) -> Any:
+    """One entry applies to every layer (an AxB entry too: per axis); else one per layer."""
     values = parse_schedule(text, name)
-    return values[0] if len(values) == 1 else values
+    if len(values) == 1:
+        return values[0] if isinstance(values[0], int) else values * layers
+    return values
 
 
 def layers_from_args(
@@ -114,7 +117,7 @@ def layers_from_args(
             padding = text
         else:
             try:
-                padding = _schedule_option(text, "padding")
+                padding = _schedule_option(text, "padding", len(schedule))
             except RFMapError:
                 raise CLIError(
                     "--padding must be same, valid, causal, or non-negative integers "
@@ -122,9 +125,9 @@ def layers_from_args(
                 ) from None
     return conv_stack(
         schedule,
-        _schedule_option(args.kernel, "kernel"),
+        _schedule_option(args.kernel, "kernel", len(schedule)),
         ndim=args.ndim,
-        stride=_schedule_option(args.stride, "stride"),
+        stride=_schedule_option(args.stride, "stride", len(schedule)),
         padding=padding,
     )
 

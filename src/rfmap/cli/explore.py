@@ -6,10 +6,17 @@ import argparse
 import sys
 from typing import Any
 
-from ..errors import InvalidSpecError
-from ..html import EXPLORER_LIMITS, PRESETS, ExplorerPage, explorer, explorer_server
+from ..html import (
+    EXPLORER_LIMITS,
+    PRESETS,
+    ExplorerPage,
+    explorer,
+    explorer_server,
+    stack_explorer,
+)
+from ..plot.maps import FIBONACCI
 from ..specs import parse_int_list
-from ._common import CLIError
+from ._common import CLIError, add_schedule_arguments, layers_from_args, parse_size, parse_unit
 
 __all__ = ["register", "run_explore"]
 
@@ -17,14 +24,18 @@ DESCRIPTION = """\
 Write the interactive receptive-field explorer: one self-contained HTML file (all
 JavaScript and CSS inline, no network request, works from file:// and offline).
 
-In the page you edit the schedule (add or remove layers, kernel size and dilation per
-layer), the input size, 1D/2D and the padding, and the exact path-count map redraws at
-once.  Counts are exact integers (BigInt past 2^53), equal to 'rfmap map --json'.
-Hover a cell for its offset and count; the layer slider (and its play button) grows
-the schedule one layer at a time, like the seed notebook's GIF; the side panel shows
-the gridding check as 'rfmap check' reports it.  Presets: the notebook's six schedules
-and its Fibonacci animation, powers of 2 and 3, Yu & Koltun's context module, WaveNet.
-The view lives in the URL fragment (#d=1,2,4&k=3&n=21...), so a link reproduces it.
+It takes everything 'rfmap map' takes: per-axis values (2x1), kernels and strides per
+layer, 'same'/'valid'/'causal' or explicit integer padding, 1D, 2D or 3D (a slice
+viewer: pick the axis, move through the volume), a non-square or unbounded input and
+the output unit.  In the page you edit all of it (add or remove layers, or type the
+schedule) and the exact path-count map redraws at once.  Counts are exact integers
+(BigInt past 2^53), equal to 'rfmap map --json'.  Hover a cell for its offset and
+count; the layer slider (and its play button) grows the schedule one layer at a time,
+like the seed notebook's GIF; the side panel shows the gridding check as 'rfmap check'
+reports it.  Presets: the notebook's six schedules and its Fibonacci animation, powers
+of 2 and 3, Yu & Koltun's context module, WaveNet, Inception's 1x7/7x1, strided stacks
+and a 3D volume.  The view lives in the URL fragment (#d=1,2,4&k=3&n=21...), so a link
+reproduces it.
 """
 
 EPILOG = f"""\
@@ -32,13 +43,18 @@ examples:
   rfmap explore                               (explorer.html, the notebook's Fibonacci)
   rfmap explore 1,2,5 --size 33 --open        (write it and open it in the browser)
   rfmap explore 1,1,2,4,8,16,1,1 -k 3,3,3,3,3,3,3,1 --size 75 -o context.html
+  rfmap explore 1,2x1,4 -k 3x5 --size 33      (per-axis dilation and kernel)
+  rfmap explore 1,2 --stride 2,1 --padding 1,2 --size 33 --unit 8,8
+  rfmap explore 1,2,4 --ndim 3 --size 33      (a 3D map: the slice viewer)
   rfmap explore --preset wavenet-1            (WaveNet: 1D, causal, kernel 2)
   rfmap explore 1,2,4 --serve --port 8000     (serve on http://127.0.0.1:8000/)
   rfmap explore --list-presets
 
 limits of the page: at most {EXPLORER_LIMITS["max_layers"]} layers, kernel sizes up to \
-{EXPLORER_LIMITS["max_kernel"]}, dilations up to {EXPLORER_LIMITS["max_dilation"]}, size up to \
-{EXPLORER_LIMITS["max_size_2d"]} in 2D and {EXPLORER_LIMITS["max_size_1d"]} in 1D.
+{EXPLORER_LIMITS["max_kernel"]}, dilations up to {EXPLORER_LIMITS["max_dilation"]}, strides up to \
+{EXPLORER_LIMITS["max_stride"]}, paddings up to {EXPLORER_LIMITS["max_padding"]}, size up to \
+{EXPLORER_LIMITS["max_size_1d"]} in 1D, {EXPLORER_LIMITS["max_size_2d"]} per axis in 2D and \
+{EXPLORER_LIMITS["max_size_3d"]} per axis in 3D.
 """
 
 
@@ -56,32 +72,25 @@ def register(subparsers: Any) -> None:
         metavar="DILATIONS",
         nargs="?",
         default=None,
-        help="comma-separated dilation per layer to open the page on "
-        "(default: the notebook's Fibonacci 1,1,2,3,5)",
+        help="comma-separated dilation per layer to open the page on; AxB gives one layer "
+        "different dilations per axis (default: the notebook's Fibonacci 1,1,2,3,5)",
     )
-    p.add_argument(
-        "--kernel",
-        "-k",
-        default="3",
-        metavar="K",
-        help="kernel size: one for all layers, or comma-separated per layer (default 3)",
-    )
-    p.add_argument("--ndim", type=int, default=2, choices=(1, 2), help="1D or 2D maps (default 2)")
+    add_schedule_arguments(p, positional=False)
     p.add_argument(
         "--size",
         "-n",
-        type=str,
         default="21",
         metavar="N",
-        help="input size N (N x N in 2D; default 21)",
+        help="input size per axis: N, or H,W (D,H,W) for non-square; 'none' = unbounded "
+        "(default 21)",
     )
     p.add_argument(
-        "--padding",
+        "--unit",
+        "-u",
         default=None,
-        choices=("same", "valid", "causal"),
-        help="zero padding of every layer: PyTorch's 'same' (default), 'valid' or 'causal'",
+        metavar="I,J",
+        help="output unit, one index per axis (default: the centre of the output)",
     )
-    p.add_argument("--causal", action="store_true", help="same as --padding causal (TCNs, WaveNet)")
     p.add_argument(
         "--scale",
         choices=("auto", "linear", "log"),
@@ -101,6 +110,12 @@ def register(subparsers: Any) -> None:
         default=None,
         metavar="NAME",
         help="open on a preset instead of DILATIONS; --list-presets names them",
+    )
+    p.add_argument(
+        "--slice",
+        default=None,
+        metavar="AXIS,INDEX",
+        help="3D maps: open on this slice (default: through the output unit along axis 0)",
     )
     p.add_argument("--list-presets", action="store_true", help="print the presets and exit")
     p.add_argument(
@@ -131,42 +146,37 @@ def _page(args: argparse.Namespace) -> ExplorerPage:
             raise CLIError("give DILATIONS or --preset, not both")
         preset = next(p for p in PRESETS if p.id == args.preset)
         return explorer(
-            preset.dilations,
+            list(preset.dilations),
             preset.size,
-            preset.kernel,
+            _listed(preset.kernel),
             preset.ndim,
-            padding=preset.padding,
+            stride=_listed(preset.stride),
+            padding=_listed(preset.padding),
             scale=args.scale,
             depth=args.depth if args.depth is not None else preset.depth,
         )
-    if args.causal and args.padding not in (None, "causal"):
-        raise CLIError(f"--causal and --padding {args.padding} contradict each other")
-    padding = "causal" if args.causal else (args.padding or "same")
-    dilations: Any = (
-        (1, 1, 2, 3, 5) if args.dilations is None else _ints(args.dilations, "dilations")
-    )
-    kernels = _ints(args.kernel, "kernel")
-    size = _ints(args.size, "size")
-    if len(size) != 1:
-        raise CLIError(f"--size must be one integer N (the page draws N x N), got {args.size!r}")
-    return explorer(
-        dilations,
-        size[0],
-        kernels if len(kernels) > 1 else kernels[0],
-        args.ndim,
-        padding=padding,
+    dilations = ",".join(map(str, FIBONACCI)) if args.dilations is None else args.dilations
+    layers = layers_from_args(args, dilations)
+    size = parse_size(args.size)
+    if size is not None and len(size) == 1:
+        size_arg: Any = size[0]
+    elif size is not None and len(size) != layers[0].ndim:
+        raise CLIError(f"--size has {len(size)} values but the maps are {layers[0].ndim}D")
+    else:
+        size_arg = size
+    slice_ = None if args.slice is None else parse_int_list(args.slice, "slice")
+    return stack_explorer(
+        layers,
+        size_arg,
+        parse_unit(args.unit),
         scale=args.scale,
         depth=args.depth,
+        slice=slice_,
     )
 
 
-def _ints(text: str, name: str) -> list[int]:
-    if "x" in text.lower():
-        raise InvalidSpecError(
-            f"{name} must be comma-separated integers (the explorer has no per-axis AxB "
-            f"values), got {text!r}"
-        )
-    return parse_int_list(text, name)
+def _listed(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
 
 
 def _list_presets() -> int:

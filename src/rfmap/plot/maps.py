@@ -268,7 +268,7 @@ def _plot_1d(ax: Axes, pmap: PathMap, values: np.ndarray, scale: Scale, title: s
         ax.set_yscale("log")
     from matplotlib.ticker import MaxNLocator
 
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.xaxis.set_major_locator(fitting_locator())
     if scale is not Scale.LOG:
         ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("input position" if pmap.size is not None else "offset")
@@ -286,6 +286,42 @@ def _norm(values: np.ndarray, scale: Scale, vmax: float | None) -> Any:
     if scale is Scale.LOG:
         return LogNorm(vmin=1, vmax=max(top, 1.0))
     return Normalize(vmin=0, vmax=max(top, 1.0))
+
+
+def fitting_locator() -> Any:
+    """Integer ticks for a horizontal axis, as many as its widest label leaves room for.
+
+    matplotlib's default (up to 10 ticks) writes ``0 250 500 ... 2000`` into a 3-inch
+    map and the labels run into each other; this locator measures the axis in label font
+    sizes and spaces the ticks by the width of the widest label plus a gap.
+    """
+    from matplotlib.ticker import MaxNLocator
+
+    class FittingLocator(MaxNLocator):
+        def __call__(self) -> Any:
+            axis: Any = self.axis
+            axes = getattr(axis, "axes", None)
+            if axes is not None:
+                low, high = axis.get_view_interval()
+                chars = max(len(str(round(v))) for v in (low, high))
+                length = axes.get_window_extent().width * 72 / axes.figure.dpi
+                # a digit is about 0.62 of the font size; labels keep 1.2 font sizes apart
+                room = length / (_tick_label_points(axis) * (0.62 * chars + 1.2))
+                self.set_params(nbins=max(1, int(room)))
+            return super().__call__()
+
+    return FittingLocator(integer=True)
+
+
+def _tick_label_points(axis: Any) -> float:
+    """The font size of an axis's tick labels, in points."""
+    import matplotlib as mpl
+    from matplotlib.font_manager import FontProperties
+
+    params = axis.get_tick_params() if hasattr(axis, "get_tick_params") else {}
+    key: Any = f"{axis.axis_name}tick.labelsize"
+    size = params.get("labelsize", mpl.rcParams[key])
+    return float(FontProperties(size=size).get_size_in_points())
 
 
 def _integer_ticks(ax: Axes) -> None:
