@@ -14,6 +14,9 @@ import numpy as np
 import pytest
 from onnx import helper
 
+pytest.importorskip("onnx")
+pytest.importorskip("onnxruntime")
+
 from onnx_oracle import OPSET, check, floats, ints, model, weight
 
 node = helper.make_node

@@ -15,6 +15,9 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from onnx import helper
 
+pytest.importorskip("onnx")
+pytest.importorskip("onnxruntime")
+
 from onnx_oracle import check, floats, model, perturbation_supports, weight
 from oracles import examples
 from rfmap.builder import GraphBuilder

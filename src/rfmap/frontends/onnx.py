@@ -167,7 +167,8 @@ def load_onnx(model: Any, *, max_bytes: int = MAX_FILE_BYTES) -> Any:
                 raise ModelError(f"ONNX file {name} is empty")
             if size > max_bytes:
                 raise ModelError(
-                    f"ONNX file {name} has {size:,} bytes, more than the limit of {max_bytes:,}"
+                    f"ONNX file {name} has {size:,} bytes, more than the limit of "
+                    f"{max_bytes:,} bytes"
                 )
             data = path.read_bytes()
         except OSError as exc:

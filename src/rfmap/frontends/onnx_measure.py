@@ -124,8 +124,6 @@ def measure_node(
     Raises :class:`MeasureFailed` when the operator cannot be measured alone (inputs
     that are not plain feature maps, outputs of another rank, too many positions...).
     """
-    from onnx import TensorProto, helper, numpy_helper
-
     dep = [i for i, v in enumerate(ins) if isinstance(v, TensorRef)]
     layouts: dict[int, dict[int, int]] = {}
     for i in dep:
@@ -135,6 +133,36 @@ def measure_node(
         if dims is None:
             raise MeasureFailed("an input is not a plain feature map")
         layouts[i] = dims
+    sizes = [math.prod(v.shape) for v in ins if isinstance(v, (TensorRef, Opaque)) and v.shape]
+    if sum(sizes) > MAX_INPUT_ELEMENTS // 16:
+        raise MeasureFailed("its inputs are too large to measure")
+    try:
+        one, feeds = _one_node_model(model, node, ins, types)
+    except MeasureFailed:
+        raise
+    except Exception as exc:
+        raise MeasureFailed(f"it cannot be made a model of its own: {_one_line(exc)}") from exc
+    try:
+        sess = session(one)
+        base = sess.run(None, feeds)
+        again = sess.run(None, feeds)
+    except ModelError as exc:
+        raise MeasureFailed(str(exc)) from exc
+    except Exception as exc:
+        raise MeasureFailed(f"onnxruntime cannot run it: {_one_line(exc)}") from exc
+    rng = np.random.default_rng(0)
+    return _measured_outputs(
+        node, ins, b, label, layouts, sess, feeds, base, again, rng, trials, max_runs
+    )
+
+
+def _one_node_model(
+    model: Any, node: Any, ins: Sequence[Value], types: dict[str, Any]
+) -> tuple[Any, dict[str, np.ndarray]]:
+    """A model of ``node`` alone, and random inputs for the inputs that depend on the
+    model input (constants are initializers; unread ones get placeholders)."""
+    from onnx import TensorProto, helper, numpy_helper
+
     rng = np.random.default_rng(0)
     feeds: dict[str, np.ndarray] = {}
     graph_inputs = []
@@ -164,14 +192,25 @@ def measure_node(
     graph = helper.make_graph([node], "rfmap_measure", graph_inputs, outputs, initializers)
     one = helper.make_model(graph, opset_imports=list(model.opset_import))
     one.ir_version = model.ir_version
-    try:
-        sess = session(one)
-        base = sess.run(None, feeds)
-        again = sess.run(None, feeds)
-    except ModelError as exc:
-        raise MeasureFailed(str(exc)) from exc
-    except Exception as exc:
-        raise MeasureFailed(f"onnxruntime cannot run it: {_one_line(exc)}") from exc
+    return one, feeds
+
+
+def _measured_outputs(
+    node: Any,
+    ins: Sequence[Value],
+    b: GraphBuilder,
+    label: str,
+    layouts: dict[int, dict[int, int]],
+    sess: Any,
+    feeds: dict[str, np.ndarray],
+    base: list[np.ndarray],
+    again: list[np.ndarray],
+    rng: Any,
+    trials: int,
+    max_runs: int,
+) -> list[Value]:
+    """Perturb every input hyperplane and add a measured node per output."""
+    dep = sorted(layouts)
     if any(not _same(a, c) for a, c in zip(base, again, strict=True)):
         raise MeasureFailed("its output is not deterministic")
     first = ins[dep[0]]
@@ -345,6 +384,31 @@ class _Linearise:
         self.new_inits.append(numpy_helper.from_array(array, out))
         return out
 
+    def rewrite(
+        self,
+        node: Any,
+        op: str,
+        inputs: list[str],
+        keep: Sequence[str] | None = None,
+        **attrs: Any,
+    ) -> None:
+        """``node`` (its outputs, its attributes named in ``keep``, all if None) as
+        operator ``op`` of ``inputs``, with ``attrs`` set."""
+        from onnx import NodeProto
+
+        new = NodeProto()
+        new.CopyFrom(node)
+        new.op_type = op
+        del new.input[:]
+        new.input.extend(inputs)
+        kept = [
+            a for a in node.attribute if (keep is None or a.name in keep) and a.name not in attrs
+        ]
+        del new.attribute[:]
+        new.attribute.extend(kept)
+        new.attribute.extend(self.helper.make_attribute(k, v) for k, v in attrs.items())
+        self.nodes.append(new)
+
     def emit(self, op: str, inputs: list[str], outputs: list[str], **attrs: Any) -> None:
         self.nodes.append(self.helper.make_node(op, inputs, outputs, **attrs))
 
@@ -407,23 +471,20 @@ class _Linearise:
                     new[i] = ""
             while new and not new[-1]:
                 new.pop()
-            attrs = {a.name: self.helper.get_attribute_value(a) for a in node.attribute}
             if op == "Gemm":
-                attrs["alpha"] = 1.0
-                attrs.pop("beta", None)
-            self.emit(op, new, list(node.output), **attrs)
+                keep = ("transA", "transB")
+                self.rewrite(node, op, new, keep, alpha=1.0, beta=1.0)
+            else:
+                self.rewrite(node, op, new)
         elif op in ("MatMul", "Einsum"):
             new = [n if depends[i] else self.filled(n, 1.0) for i, n in enumerate(ins)]
-            attrs = {a.name: self.helper.get_attribute_value(a) for a in node.attribute}
-            self.emit(op, new, list(node.output), **attrs)
+            self.rewrite(node, op, new)
         elif op in ("Add", "Sub", "Sum", "Mean", "Max", "Min", "Concat", "Where"):
             new = [n if depends[i] or not n else self.filled(n, 0.0) for i, n in enumerate(ins)]
-            attrs = {a.name: self.helper.get_attribute_value(a) for a in node.attribute}
             if op == "Where":
                 self.emit("Add", new[1:], list(node.output))
             else:
-                kind = {"Sub": "Add", "Min": "Max"}.get(op, op)
-                self.emit(kind, new, list(node.output), **attrs)
+                self.rewrite(node, {"Sub": "Add", "Min": "Max"}.get(op, op), new)
         elif op in ("Mul", "Div", "Pow"):
             if all(depends[:2]):
                 self.emit("Add", ins[:2], list(node.output))
@@ -431,25 +492,23 @@ class _Linearise:
                 new = [n if depends[i] else self.filled(n, 1.0) for i, n in enumerate(ins[:2])]
                 self.emit("Mul", new, list(node.output))
         elif op in ("AveragePool", "LpPool"):
-            keep = ("auto_pad", "kernel_shape", "pads", "strides", "ceil_mode", "dilations")
-            attrs = {
-                a.name: self.helper.get_attribute_value(a) for a in node.attribute if a.name in keep
-            }
-            self.emit("MaxPool", [ins[0]], [node.output[0]], **attrs)
+            geometry = ("auto_pad", "kernel_shape", "pads", "strides", "ceil_mode", "dilations")
+            self.rewrite(node, "MaxPool", [ins[0]], geometry)
+            del self.nodes[-1].output[1:]
         elif op in ("GlobalAveragePool", "GlobalLpPool"):
             self.emit("GlobalMaxPool", [ins[0]], [node.output[0]])
         elif op in _REDUCE and depends[0]:
             self.reduction(node)
         elif op == "Pad" and depends[0]:
-            attrs = {a.name: self.helper.get_attribute_value(a) for a in node.attribute}
-            if "value" in attrs:
-                attrs["value"] = 0.0
             new = list(ins)
             if len(new) > 2:
                 new[2] = ""
             while new and not new[-1]:
                 new.pop()
-            self.emit("Pad", new, list(node.output), **attrs)
+            if any(a.name == "value" for a in node.attribute):
+                self.rewrite(node, "Pad", new, value=0.0)
+            else:
+                self.rewrite(node, "Pad", new)
         elif op in (
             "Softmax",
             "LogSoftmax",
@@ -619,7 +678,10 @@ class _Prober:
             )
         self.output = self._output_name(model, layer)
         types = _inferred_types(model, self.input_name, self.shape)
-        lin = linearised(model, self.input_name, self.shape, self.output, types)
+        try:
+            lin = linearised(model, self.input_name, self.shape, self.output, types)
+        except Exception as exc:
+            raise ModelError(f"cannot linearise the model to measure it: {_one_line(exc)}") from exc
         self.sess = session(lin, threads=2)
         elem = graph_input.type.tensor_type.elem_type or 1
         self.dtype = _np_dtype(elem) or np.dtype(np.float32)
