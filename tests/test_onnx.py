@@ -501,9 +501,13 @@ def test_measured_boxes_equal_the_analysis(ops, size, data):
             nodes.append(node("Pad", [name, f"p{i}"], [out], mode=mode))
         name = out
     m = model(nodes, [1, 2, size, size], inits, opset=19)
-    r = model_rf(m, (2, size, size))
-    # an axis pooled down to one unit has no positions left, even if padded again
-    assume(r.grid == r.shape[2:])
+    try:
+        r = model_rf(m, (2, size, size))
+    except ModelError:  # a window that does not fit a pooled map
+        assume(False)
+    # an axis pooled down to one unit has no positions left (the builder's convention),
+    # so a window over it is read whole, even one that falls in the padding
+    assume(all(min(row.shape[2:]) > 1 for row in r.layers if row.shape))
     unit = tuple(data.draw(st.integers(0, n - 1)) for n in r.grid)
     assert measure_rf(m, (2, size, size), unit).box == r.input_box(unit)
 

@@ -41,7 +41,6 @@ from ..builder import GraphBuilder, TensorRef, Unsupported
 from ..errors import InvalidSpecError, ModelError, RFMapError, UnsupportedLayerError
 from ..loading import parse_input_size
 from ..receptive import ReceptiveField, graph_rf
-from . import onnx_spatial as _spatial  # noqa: F401 (registers the spatial rules)
 from .base import Traced
 from .onnx_rules import (
     OnnxContext,
@@ -53,6 +52,7 @@ from .onnx_rules import (
     registered_onnx_ops,
     rule_for,
 )
+from .onnx_spatial import MAX_EXTENT
 
 __all__ = [
     "MAX_FILE_BYTES",
@@ -489,6 +489,11 @@ class _Tracer:
         graph_input = _graph_input(model)
         self.input_name = graph_input.name
         self.shape, self.spatial = _input_layout(graph_input, size)
+        if max(size[1:]) > MAX_EXTENT:
+            raise ModelError(
+                f"input size {','.join(map(str, size))} is too large: at most {MAX_EXTENT:,} "
+                "positions per axis"
+            )
         self.b = GraphBuilder(len(size) - 1)
         self.values: dict[str, Value] = {}
         self.aliases: dict[str, str] = {}
@@ -589,6 +594,8 @@ class _Tracer:
         except Exception as exc:
             raise ModelError(f"{what}: {type(exc).__name__}: {_one_line(exc)}") from exc
         for name, value in zip(node.output, outs, strict=False):
+            if isinstance(value, TensorRef) and any(n > MAX_EXTENT for n in value.shape):
+                raise ModelError(f"{what} gives a tensor of shape {list(value.shape)}: too large")
             if name:
                 self.values[name] = value
                 if isinstance(value, TensorRef) and value.single is not None:
