@@ -3,8 +3,8 @@
 Every argv either succeeds (exit 0, or 1 for a ``--measure`` mismatch, nothing on
 stderr) or fails with exactly one line ``rfmap: error: ...`` on stderr and exit code 2.
 Missing files, empty files, random bytes, truncated models and models with flipped
-bytes are always errors; valid models must analyse.  Other frontends add their SPECs to
-``SPECS``.
+bytes are always errors; valid models must analyse.  Other frontends add their kinds of
+SPEC to the ``files`` fixture and to the kinds :func:`_argv` draws.
 """
 
 from __future__ import annotations
