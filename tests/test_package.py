@@ -120,7 +120,8 @@ def test_the_import_reader_sees_relative_and_absolute_cli_imports(tmp_path):
 def test_plain_import_loads_neither_torch_nor_matplotlib():
     code = (
         "import sys, rfmap; rfmap.path_map([1, 2], 9); "
-        "print(sorted(m for m in ('torch', 'matplotlib', 'PIL') if m in sys.modules))"
+        "print(sorted(m for m in ('torch', 'matplotlib', 'PIL', 'onnx', 'onnxruntime') "
+        "if m in sys.modules))"
     )
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
@@ -129,11 +130,25 @@ def test_plain_import_loads_neither_torch_nor_matplotlib():
 
 
 def test_cli_import_is_light():
-    code = "import sys, rfmap.cli; rfmap.cli.build_parser(); print('torch' in sys.modules)"
+    code = (
+        "import sys, rfmap.cli; rfmap.cli.build_parser(); "
+        "print(any(m in sys.modules for m in ('torch', 'onnx', 'onnxruntime')))"
+    )
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == "False"
+
+
+def test_the_onnx_frontend_loads_onnxruntime_only_to_measure():
+    code = (
+        "import sys, rfmap.frontends.onnx; "
+        "print('onnxruntime' in sys.modules, 'torch' in sys.modules)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "False False"
 
 
 def test_version():

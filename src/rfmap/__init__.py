@@ -58,6 +58,7 @@ _SUBMODULES = (
     "builder",
     "cli",
     "design",
+    "elements",
     "erf",
     "erf_metrics",
     "errors",

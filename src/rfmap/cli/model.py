@@ -1,8 +1,10 @@
-"""``rfmap model``: the receptive field of any PyTorch model, per layer."""
+"""``rfmap model``: the receptive field of any PyTorch or ONNX model, per layer."""
 
 from __future__ import annotations
 
 import argparse
+import os
+from collections.abc import Callable
 from typing import Any
 
 from ._common import CLIError, parse_unit, print_json
@@ -26,6 +28,13 @@ examples:
   rfmap model my_net.py:build --input-size 1,16000 --json
   rfmap model torchvision.models:alexnet --input-size 3,128,128 --layer features --measure
 
+An ONNX file (SPEC ending in .onnx) is read with the onnx package (pip install
+'rfmap[onnx]'); --input-size stays C,H,W whatever the model's layout, --layer takes an
+ONNX node or tensor name, and operators without a rule and --measure use onnxruntime
+(perturbation of the model with its weights set to ones).  Loading parses protobuf
+only: no code runs and external data files are never read.
+  rfmap model resnet18.onnx --input-size 3,224,224 --layer /layer2/layer2.1/relu_1/Relu
+
 exit status: 0 ok; 1 with --measure when the gradient disagrees with the analysis;
 2 on an error (bad SPEC, input size, layer or unit; a model that cannot run).
 """
@@ -35,15 +44,17 @@ def register(subparsers: Any) -> None:
     """Register ``rfmap model``."""
     p = subparsers.add_parser(
         "model",
-        help="receptive field of a PyTorch model, per layer (torch.fx, checked by gradient)",
+        help="receptive field of a PyTorch or ONNX model, per layer (checked by gradient)",
         description=(
-            "Receptive field, stride, padding and alignment of a PyTorch model's output "
+            "Receptive field, stride, padding and alignment of a PyTorch or ONNX model's output "
             "or of any intermediate layer, with a per-layer table."
         ),
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("spec", metavar="SPEC", help="package.module:callable or file.py:callable")
+    p.add_argument(
+        "spec", metavar="SPEC", help="package.module:callable, file.py:callable or model.onnx"
+    )
     p.add_argument(
         "--input-size",
         "-s",
@@ -56,7 +67,8 @@ def register(subparsers: Any) -> None:
         "-l",
         default=None,
         metavar="NODE",
-        help="a torch.fx node (layer1_0_conv1) or module name (layer1.0); default: the output",
+        help="a torch.fx node (layer1_0_conv1) or module name (layer1.0), or an ONNX node or "
+        "tensor name; default: the output",
     )
     p.add_argument(
         "--unit",
@@ -103,9 +115,18 @@ def _spatial_dims(model: Any) -> int | None:
     return None
 
 
+def _is_onnx(spec: str) -> bool:
+    """A SPEC naming an ONNX file: it ends in ``.onnx``, or is an existing file that is
+    not Python source."""
+    return spec.lower().endswith(".onnx") or (
+        os.path.isfile(spec) and not spec.lower().endswith(".py")
+    )
+
+
 def run_model(args: argparse.Namespace) -> int:
+    if _is_onnx(args.spec):
+        return _run_onnx(args)
     from ..loading import load_model, parse_input_size
-    from ..receptive import _normalise_unit, format_table
     from ..trace import model_rf
 
     parse_input_size(args.input_size)  # check the syntax before importing the model
@@ -113,6 +134,43 @@ def run_model(args: argparse.Namespace) -> int:
     model = load_model(args.spec, args.weights)
     size = parse_input_size(args.input_size, _spatial_dims(model))
     result = model_rf(model, size, args.layer, method=args.method)
+
+    def measure(chosen: tuple[int, ...] | None) -> Any:
+        from ..measure import measure_rf
+
+        return measure_rf(model, size, chosen, layer=args.layer).box
+
+    return _report(args, result, unit, measure, "gradient check")
+
+
+def _run_onnx(args: argparse.Namespace) -> int:
+    """``rfmap model FILE.onnx``: the ONNX frontend (onnx, onnxruntime to measure)."""
+    from ..frontends import onnx as frontend
+    from ..loading import parse_input_size
+
+    if args.weights is not None:
+        raise CLIError("--weights is for PyTorch models; an ONNX file holds its weights")
+    size = parse_input_size(args.input_size)
+    unit = parse_unit(args.unit)
+    model = frontend.load_onnx(args.spec)
+    result = frontend.model_rf(model, size, args.layer, method=args.method)
+
+    def measure(chosen: tuple[int, ...] | None) -> Any:
+        return frontend.measure_rf(model, size, chosen, layer=args.layer).box
+
+    return _report(args, result, unit, measure, "perturbation check (onnxruntime)")
+
+
+def _report(
+    args: argparse.Namespace,
+    result: Any,
+    unit: tuple[int, ...] | None,
+    measure: Callable[[tuple[int, ...] | None], Any],
+    check: str,
+) -> int:
+    """Print the result (text or JSON), the unit's box and the measured check."""
+    from ..receptive import _normalise_unit, format_table
+
     spatial = any(n > 1 for n in result.grid)
     if unit is not None and not spatial:
         raise CLIError(f"--unit: {result.node!r} has no spatial grid (it reads the whole input)")
@@ -130,10 +188,7 @@ def run_model(args: argparse.Namespace) -> int:
         out["unit"] = info
         lines += ["", text]
         if args.measure:
-            from ..measure import measure_rf
-
-            measured = measure_rf(model, size, chosen if spatial else None, layer=args.layer)
-            got = [list(b) for b in measured.box]
+            got = [list(b) for b in measure(chosen if spatial else None)]
             match = got == box
             out["measured"] = {
                 "unit": list(chosen),
@@ -144,7 +199,7 @@ def run_model(args: argparse.Namespace) -> int:
             verdict = "matches" if match else "DIFFERS from"
             lines += [
                 "",
-                f"gradient check, unit {_fmt_unit(chosen)}: measured box {_fmt_box(got)} {verdict} "
+                f"{check}, unit {_fmt_unit(chosen)}: measured box {_fmt_box(got)} {verdict} "
                 f"the analytic box {_fmt_box(box)}",
             ]
             code = 0 if match else 1
