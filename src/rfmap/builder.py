@@ -39,7 +39,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -208,6 +208,8 @@ class TensorRef:
     parts: tuple[Part, ...]
     #: Element ids (:mod:`rfmap.elements`) when no layout describes the tensor.
     elements: Any = field(default=None, compare=False, repr=False)
+    #: The operands and alive pairs of attention scores (:mod:`rfmap.attention`).
+    scores: Any = field(default=None, compare=False, repr=False)
 
     @property
     def constant(self) -> bool:
@@ -592,11 +594,14 @@ class GraphBuilder:
         if x.elements is not None:
             return self._by_elements(x, lambda ids: ids.reshape(new))
         if new == x.shape or x.constant:
-            return TensorRef(new, x.parts) if new == x.shape else self.constant(new)
+            return x if new == x.shape else self.constant(new)
         try:
-            return self._reshape(x, new)
+            out = self._reshape(x, new)
         except Unsupported:
             return self._by_elements(x, lambda ids: ids.reshape(new))
+        if x.scores is not None and len(new) >= 2 and new[-2:] == x.shape[-2:]:
+            out = replace(out, scores=x.scores)  # leading dims regrouped: the same pairs
+        return out
 
     def _reshape(self, x: TensorRef, new: tuple[int, ...]) -> TensorRef:
         groups = _reshape_groups(x.shape, new)
@@ -653,6 +658,8 @@ class GraphBuilder:
     def expand(self, x: TensorRef, shape: Sequence[int]) -> TensorRef:
         """Broadcast ``x`` to ``shape`` (new leading dims, size-1 dims repeated)."""
         new = tuple(int(n) for n in shape)
+        if new == x.shape:
+            return x
         if x.elements is not None:
             return self._by_elements(x, lambda ids: np.broadcast_to(ids, new).copy())
         lead = len(new) - len(x.shape)
@@ -898,7 +905,10 @@ class GraphBuilder:
         rank = len(x.shape)
         mixed = {int(d) % rank for d in dims}
         rel = tuple(Mix(d) if d in mixed else Same(d) for d in range(rank))
-        return self.apply(name, op, x.shape, [(x, rel)])
+        out = self.apply(name, op, x.shape, [(x, rel)])
+        if x.scores is not None and mixed == {rank - 1}:
+            out = replace(out, scores=x.scores)  # a softmax over the keys keeps the pairs
+        return out
 
     def matmul(
         self, name: str, op: str, a: TensorRef | None, b: TensorRef | None, shape: Sequence[int]
@@ -919,7 +929,25 @@ class GraphBuilder:
             operands.append((x, tuple(rel)))
         if not operands:
             return self.constant(shape)
-        return self.apply(name, op, shape, operands)
+        if a is not None and a.scores is not None and b is not None and not b.constant:
+            from .attention import read_masked
+
+            masked = read_masked(self, name, op, a, b, shape)
+            if masked is not None:
+                return masked
+        out = self.apply(name, op, shape, operands)
+        if (
+            len(operands) == 2
+            and a is not None
+            and b is not None
+            and len(shape) >= 2
+            and a.shape[:-2] == b.shape[:-2] == shape[:-2]
+        ):
+            from .attention import Scores
+
+            batch = math.prod(shape[:-2])
+            out = replace(out, scores=Scores(a, b, batch, shape[-2], shape[-1]))
+        return out
 
     def apply(
         self,

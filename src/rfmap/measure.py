@@ -209,6 +209,8 @@ class _Linearise:
         self.convs = {getattr(F, f"conv{n}d"): n for n in (1, 2, 3)} | {
             getattr(torch, f"conv{n}d"): n for n in (1, 2, 3)
         }
+        self.softmaxes = {F.softmax, torch.softmax, T.softmax}
+        self.attention = {F.scaled_dot_product_attention}
 
     def mode(self) -> Any:
         torch = require_torch()
@@ -222,6 +224,10 @@ class _Linearise:
                 kwargs = kwargs or {}
                 if func in outer.identity:
                     return args[0] if args else next(iter(kwargs.values()))
+                if func in outer.softmaxes:
+                    return _alive_softmax(func, *args, **kwargs)
+                if func in outer.attention:
+                    return _attention(*args, **kwargs)
                 nd = outer.convs.get(func)
                 if nd:
                     fast = _constant_grouped_conv(nd, bind_args(args, kwargs, _CONV_NAMES))
@@ -267,6 +273,50 @@ class _Linearise:
         return Mode()
 
 
+#: Attention weights below this are not read (a mask's -100 leaves e^-100).
+DEAD_WEIGHT = math.exp(-50)
+
+
+def _alive_softmax(softmax: Any, scores: Any, *args: Any, **kwargs: Any) -> Any:
+    """A softmax whose weights below e^-50 are exactly zero, with no gradient: the pairs
+    a mask removes (-100 leaves e^-100) are not read, not even through the sum."""
+    weights = softmax(scores, *args, **kwargs)
+    dead = weights.detach() < DEAD_WEIGHT
+    if not dead.any():
+        return weights
+    return softmax(scores.masked_fill(dead, float("-inf")), *args, **kwargs)
+
+
+def _attention(
+    query: Any,
+    key: Any,
+    value: Any,
+    attn_mask: Any = None,
+    dropout_p: float = 0.0,
+    is_causal: bool = False,
+    scale: float | None = None,
+    enable_gqa: bool = False,
+) -> Any:
+    """Scaled dot-product attention written out, with :func:`_alive` weights."""
+    torch = require_torch()
+    if enable_gqa and key.shape[-3] != query.shape[-3]:
+        repeat = query.shape[-3] // key.shape[-3]
+        key = key.repeat_interleave(repeat, -3)
+        value = value.repeat_interleave(repeat, -3)
+    factor = 1 / math.sqrt(query.shape[-1]) if scale is None else scale
+    scores = query @ key.transpose(-2, -1) * factor
+    if is_causal:
+        n, m = scores.shape[-2:]
+        causal = torch.ones(n, m, dtype=torch.bool, device=scores.device).tril()
+        scores = scores.masked_fill(~causal, float("-inf"))
+    if attn_mask is not None:
+        if attn_mask.dtype == torch.bool:
+            scores = scores.masked_fill(~attn_mask, float("-inf"))
+        else:
+            scores = scores + attn_mask
+    return _alive_softmax(torch.softmax, scores, -1) @ value
+
+
 _LINEARISE: _Linearise | None = None
 
 
@@ -285,8 +335,9 @@ def linearised_copy(model: Any) -> Any:
     """A float64, eval-mode deepcopy of ``model`` with positive parameters.
 
     Weights (parameters with 2 or more dimensions) become ``1/fan_in``, every other
-    floating parameter 1; floating buffers become 1 (running variances) or 0 (running
-    means).  The parameters are created directly with these values (the model's own
+    floating parameter 1; running variances become 1 and running means 0, and other
+    floating buffers (attention masks, fixed position tables) keep their values.  The
+    parameters are created directly with these values (the model's own
     data is never copied).  Use the copy under :func:`linearised`.
     """
     torch = require_torch()
@@ -300,8 +351,12 @@ def linearised_copy(model: Any) -> Any:
     for name, buf in model.named_buffers():
         if id(buf) in memo or not buf.is_floating_point():
             continue
-        value = 0.0 if name.endswith("running_mean") else 1.0
-        memo[id(buf)] = torch.full(buf.shape, value, dtype=torch.float64, device=buf.device)
+        if name.endswith(("running_mean", "running_var")):
+            value = 0.0 if name.endswith("running_mean") else 1.0
+            memo[id(buf)] = torch.full(buf.shape, value, dtype=torch.float64, device=buf.device)
+        else:
+            # other buffers (attention masks, fixed position tables) keep their values
+            memo[id(buf)] = buf.detach().to(torch.float64).clone()
     try:
         clone = copy.deepcopy(model, memo)
     except Exception as exc:

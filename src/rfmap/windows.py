@@ -484,7 +484,8 @@ def _radix(free: list[FreeDigit]) -> list[FreeDigit]:
 
 @dataclass(frozen=True)
 class Table(Window):
-    """Measured windows: ``windows[u]`` are the positions unit ``u`` reads (none outside)."""
+    """Windows listed unit by unit: ``windows[u]`` are the positions unit ``u`` reads
+    (none outside the grid); measured ops and masked attention give these."""
 
     windows: tuple[tuple[int, ...], ...]
 
@@ -509,7 +510,7 @@ class Table(Window):
         return max(sorted(set(steps)), key=steps.count)
 
     def describe(self) -> str:
-        return f"measured ({len(self.windows)} units)"
+        return f"table ({len(self.windows)} units)"
 
 
 def _jump(value: Fraction) -> Jump:

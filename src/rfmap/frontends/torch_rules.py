@@ -348,8 +348,42 @@ def _elementwise(ctx: OpContext) -> Any:
     if not refs:
         return ctx.same(None)
     if len(refs) == 1 and refs[0].shape == out:
+        if refs[0].scores is not None:
+            return ctx.same(_masked(ctx, refs[0]))
         return ctx.same(refs[0])
     return ctx.same(ctx.builder.elementwise(ctx.name, _short(ctx.op), out, refs))
+
+
+def _masked(ctx: OpContext, scores: TensorRef) -> TensorRef:
+    """Attention scores after a mask: pairs with an additive mask below -50, or removed
+    by ``masked_fill``, are dead (their softmax weight is below e^-50)."""
+    from ..attention import DEAD_BELOW, mask_scores
+
+    torch = require_torch()
+    name = _short(ctx.op)
+    if name == "masked_fill":
+        mask, value = ctx.args.get("mask"), ctx.args.get("value")
+        if isinstance(value, torch.Tensor):
+            value = value.item() if value.numel() == 1 and not value.is_meta else None
+        if (
+            isinstance(mask, torch.Tensor)
+            and not mask.is_meta
+            and value is not None
+            and float(value) <= DEAD_BELOW
+        ):
+            return mask_scores(scores, ~mask.detach().cpu().bool().numpy())
+        return scores
+    if name in ("add", "sub"):
+        other = ctx.args.get("other")
+        if isinstance(other, torch.Tensor) and not other.is_meta and other.is_floating_point():
+            values = other.detach().cpu().double().numpy()
+            if name == "sub":
+                values = -values
+            if ctx.args.get("alpha", 1) not in (1, 1.0):
+                return scores
+            if (values <= DEAD_BELOW).any():
+                return mask_scores(scores, values > DEAD_BELOW)
+    return scores
 
 
 def _tensor_refs(ctx: OpContext, value: Any) -> list[TensorRef | None]:
@@ -807,13 +841,26 @@ def _mm(ctx: OpContext) -> Any:
 def _sdpa(ctx: OpContext) -> Any:
     """Attention as one op (fused kernels): every query reads every key and value."""
     b = ctx.builder
+    from ..attention import DEAD_BELOW, mask_scores
+
+    torch = require_torch()
     q, k, v = ctx.args["query"], ctx.args["key"], ctx.args["value"]
-    if ctx.arg("attn_mask") is not None or ctx.arg("is_causal", False):
-        raise Unsupported("fused attention with a mask")
     qr, kr, vr = ctx.ref(q), ctx.ref(k), ctx.ref(v)
     scores_shape = (*q.shape[:-1], k.shape[-2])
     kt = b.permute(kr, (*range(k.dim() - 2), k.dim() - 1, k.dim() - 2)) if kr else None
     scores = b.matmul(ctx.name, "attention", qr, kt, scores_shape)
+    mask = ctx.arg("attn_mask")
+    if mask is not None:
+        if not isinstance(mask, torch.Tensor) or mask.is_meta or ctx.ref(mask) is not None:
+            raise Unsupported("fused attention with a mask that is not a constant")
+        values = mask.detach().cpu()
+        alive = (
+            values.numpy() if values.dtype == torch.bool else values.double().numpy() > DEAD_BELOW
+        )
+        scores = mask_scores(scores, alive)
+    if ctx.arg("is_causal", False):
+        n, m = scores_shape[-2], scores_shape[-1]
+        scores = mask_scores(scores, np.tril(np.ones((n, m), dtype=bool)))
     scores = b.mix(ctx.name, "softmax", scores, [-1])
     out = b.matmul(ctx.name, "attention", scores, vr, ctx.shape)
     return tuple(out if i == 0 else None for i in range(len(ctx.out)))
