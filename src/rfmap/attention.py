@@ -106,10 +106,10 @@ def read_masked(
 
 def _table(units: np.ndarray, positions: np.ndarray, extent: int) -> Window:
     """The per-unit positions read along one axis, as a window."""
-    pairs = np.unique(np.stack([units, positions], axis=1), axis=0)
-    windows: list[list[int]] = [[] for _ in range(extent)]
-    for u, p in pairs.tolist():
-        windows[u].append(p)
-    if extent == 1 and windows[0] == [0]:
+    low = int(positions.min())
+    read = np.zeros((extent, int(positions.max()) - low + 1), dtype=bool)
+    read[units, positions - low] = True
+    windows = tuple(tuple(int(p) + low for p in np.flatnonzero(row)) for row in read)
+    if extent == 1 and windows[0] == (0,):
         return IDENTITY
-    return Table(tuple(tuple(w) for w in windows))
+    return Table(windows)

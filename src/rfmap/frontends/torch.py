@@ -102,6 +102,7 @@ class _Capture:
     calls: dict[str, int] = field(default_factory=dict)
     pending: list[Any] = field(default_factory=list)
     real_values: dict[int, Any] = field(default_factory=dict)
+    from_params: set[int] = field(default_factory=set)
     fx_aliases: dict[str, TensorRef] = field(default_factory=dict)
 
     # -- tensors -----------------------------------------------------------------------
@@ -257,6 +258,28 @@ def _fast_meta(short: str, func: Any, args: Any, kwargs: Any, in_place: bool) ->
             1 if d in reduced else n for d, n in enumerate(x.shape) if keep or d not in reduced
         ]
         return torch.empty(shape, dtype=x.dtype, device="meta")
+    if name == "native_layer_norm" and len(args) >= 2:
+        k = len(args[1])
+        stats = (*x.shape[: x.dim() - k], *([1] * k))
+        return (
+            torch.empty(x.shape, dtype=x.dtype, device="meta"),
+            torch.empty(stats, dtype=torch.float32, device="meta"),
+            torch.empty(stats, dtype=torch.float32, device="meta"),
+        )
+    if name in ("_softmax", "_log_softmax", "_safe_softmax") and len(args) >= 2:
+        return torch.empty(x.shape, dtype=x.dtype, device="meta")
+    if name in ("mm", "bmm", "addmm") and not kwargs:
+        a, b = (args[1], args[2]) if name == "addmm" else (args[0], args[1])
+        if (
+            isinstance(a, torch.Tensor)
+            and isinstance(b, torch.Tensor)
+            and a.dim() == b.dim() == (3 if name == "bmm" else 2)
+            and a.shape[-1] == b.shape[-2]
+            and a.shape[:-2] == b.shape[:-2]
+            and a.dtype == b.dtype
+        ):
+            return torch.empty((*a.shape[:-1], b.shape[-1]), dtype=a.dtype, device="meta")
+        return None
     if name in _BATCH_NORMS and x.dim() >= 2:
         stats = torch.empty((0,), dtype=x.dtype, device="meta")
         return (torch.empty(x.shape, dtype=x.dtype, device="meta"), stats, stats)
@@ -369,6 +392,7 @@ def _make_mode(capture: _Capture) -> Any:
     from torch.utils._pytree import tree_flatten, tree_unflatten
 
     Tensor = torch.Tensor
+    Parameter = torch.nn.Parameter
 
     class Mode(TorchDispatchMode):
         def __torch_dispatch__(self, func, types, args=(), kwargs=None):
@@ -379,6 +403,23 @@ def _make_mode(capture: _Capture) -> Any:
             short = _short(func)
             in_place, view = _schema_kinds(func)
             if not tracked:
+                if not capture.real and any(
+                    isinstance(a, Parameter) or id(a) in capture.from_params for a in tensors
+                ):
+                    # computed from parameters (weight norms, relative position biases):
+                    # on meta too, as no rule reads such values
+                    if short in _NEEDS_VALUES:
+                        raise _NeedReal(f"{short} reads the values of parameters")
+                    meta = capture.to_meta
+                    out = func(
+                        *_map_tensors(args, meta, Tensor),
+                        **{k: _map_tensors((v,), meta, Tensor)[0] for k, v in kwargs.items()},
+                    )
+                    for t in out if isinstance(out, (tuple, list)) else (out,):
+                        if isinstance(t, Tensor):
+                            capture.from_params.add(id(t))
+                            capture.keep.append(t)
+                    return out
                 if not capture.real:
                     if kwargs.get("device") is not None and str(kwargs["device"]) == "meta":
                         kwargs = {**kwargs, "device": torch.device("cpu")}
