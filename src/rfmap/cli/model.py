@@ -1,4 +1,4 @@
-"""``rfmap model``: the receptive field of any PyTorch model, per layer."""
+"""``rfmap model``: the receptive field of a PyTorch, JAX/Flax or Keras model, per layer."""
 
 from __future__ import annotations
 
@@ -10,7 +10,10 @@ from ._common import CLIError, parse_unit, print_json
 EPILOG = """\
 SPEC is 'package.module:callable' (called with no arguments, e.g.
 torchvision.models:resnet50) or 'path/to/file.py:callable'; --weights loads a state dict
-with torch.load(weights_only=True).  The model is traced with torch.fx and analysed
+with torch.load(weights_only=True).  The callable may also return (or be) a Flax module,
+a Keras model or a JAX function f(x): those are traced with jax.make_jaxpr on abstract
+shapes (Keras on the JAX backend, which rfmap selects when nothing else does), fed
+(1, *spatial, C) by default (--channels).  A PyTorch model is traced with torch.fx and analysed
 exactly (residual additions, concatenations, strides, dilation, padding, pooling,
 upsampling...); an op that cannot be derived is measured with the gradient instead, and
 the report says which.  Receptive field, stride (jump) and padding are per spatial axis:
@@ -25,6 +28,8 @@ examples:
   rfmap model torchvision.models:resnet18 --input-size 3,64,64 --layer layer2 --unit 0,3
   rfmap model my_net.py:build --input-size 1,16000 --json
   rfmap model torchvision.models:alexnet --input-size 3,128,128 --layer features --measure
+  rfmap model my_flax.py:ResNet --input-size 3,64,64 --layer block1.conv1
+  rfmap model my_keras.py:build_tcn --input-size 3,200 --measure
 
 exit status: 0 ok; 1 with --measure when the gradient disagrees with the analysis;
 2 on an error (bad SPEC, input size, layer or unit; a model that cannot run).
@@ -35,10 +40,11 @@ def register(subparsers: Any) -> None:
     """Register ``rfmap model``."""
     p = subparsers.add_parser(
         "model",
-        help="receptive field of a PyTorch model, per layer (torch.fx, checked by gradient)",
+        help="receptive field of a PyTorch, JAX/Flax or Keras model, per layer "
+        "(checked by gradient)",
         description=(
-            "Receptive field, stride, padding and alignment of a PyTorch model's output "
-            "or of any intermediate layer, with a per-layer table."
+            "Receptive field, stride, padding and alignment of a PyTorch, JAX/Flax or Keras "
+            "model's output or of any intermediate layer, with a per-layer table."
         ),
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -56,7 +62,8 @@ def register(subparsers: Any) -> None:
         "-l",
         default=None,
         metavar="NODE",
-        help="a torch.fx node (layer1_0_conv1) or module name (layer1.0); default: the output",
+        help="a node (layer1_0_conv1) or module name (layer1.0; a Flax module path "
+        "block1.conv1, a Keras layer name); default: the output",
     )
     p.add_argument(
         "--unit",
@@ -78,7 +85,16 @@ def register(subparsers: Any) -> None:
         help="auto: derive, measure only unsupported ops (default); analytic: fail on them; "
         "measure: the gradient for the whole model",
     )
-    p.add_argument("--weights", "-w", default=None, metavar="FILE", help="a state dict to load")
+    p.add_argument(
+        "--channels",
+        choices=("first", "last"),
+        default=None,
+        help="where the C of --input-size goes: last (1,H,W,C; default for JAX, Flax and "
+        "Keras) or first (1,C,H,W; PyTorch)",
+    )
+    p.add_argument(
+        "--weights", "-w", default=None, metavar="FILE", help="a PyTorch state dict to load"
+    )
     p.add_argument(
         "--all", action="store_true", help="show every node, not only those that change the RF"
     )
@@ -103,16 +119,45 @@ def _spatial_dims(model: Any) -> int | None:
     return None
 
 
+def _load(args: argparse.Namespace) -> tuple[Any, Any]:
+    """The receptive field, and a function measuring the box of a unit (gradient)."""
+    import sys
+
+    from ..frontends.keras import prepare_keras_backend
+    from ..loading import load_any, parse_input_size
+
+    prepare_keras_backend()  # before the SPEC's module imports Keras
+    model = load_any(args.spec, args.weights)
+    torch = sys.modules.get("torch")
+    keras = sys.modules.get("keras")
+    is_keras = keras is not None and isinstance(model, keras.Layer)  # a Module on torch too
+    if torch is not None and isinstance(model, torch.nn.Module) and not is_keras:
+        from ..measure import measure_rf
+        from ..trace import model_rf
+
+        if args.channels == "last":
+            raise CLIError("--channels last: PyTorch models take channels first")
+        size = parse_input_size(args.input_size, _spatial_dims(model))
+        result = model_rf(model, size, args.layer, method=args.method)
+
+        def measure(unit: Any) -> Any:
+            return measure_rf(model, size, unit, layer=args.layer).box
+
+        return result, measure
+    from ..frontends.jax_models import open_model
+
+    session = open_model(model, parse_input_size(args.input_size), args.channels or "last")
+    result = session.receptive_field(args.layer, method=args.method)
+    return result, lambda unit: session.measure(unit, args.layer).box
+
+
 def run_model(args: argparse.Namespace) -> int:
-    from ..loading import load_model, parse_input_size
+    from ..loading import parse_input_size
     from ..receptive import _normalise_unit, format_table
-    from ..trace import model_rf
 
     parse_input_size(args.input_size)  # check the syntax before importing the model
     unit = parse_unit(args.unit)
-    model = load_model(args.spec, args.weights)
-    size = parse_input_size(args.input_size, _spatial_dims(model))
-    result = model_rf(model, size, args.layer, method=args.method)
+    result, measure = _load(args)
     spatial = any(n > 1 for n in result.grid)
     if unit is not None and not spatial:
         raise CLIError(f"--unit: {result.node!r} has no spatial grid (it reads the whole input)")
@@ -130,10 +175,7 @@ def run_model(args: argparse.Namespace) -> int:
         out["unit"] = info
         lines += ["", text]
         if args.measure:
-            from ..measure import measure_rf
-
-            measured = measure_rf(model, size, chosen if spatial else None, layer=args.layer)
-            got = [list(b) for b in measured.box]
+            got = [list(b) for b in measure(chosen if spatial else None)]
             match = got == box
             out["measured"] = {
                 "unit": list(chosen),
