@@ -24,7 +24,7 @@ from rfmap.cli import main
 
 ARGV = int(
     os.environ.get(
-        "RFMAP_FUZZ_ARGV", 10_000 if os.environ.get("HYPOTHESIS_PROFILE") == "thorough" else 1_500
+        "RFMAP_FUZZ_ARGV", 10_000 if os.environ.get("HYPOTHESIS_PROFILE") == "thorough" else 1_000
     )
 )
 

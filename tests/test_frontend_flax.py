@@ -155,6 +155,18 @@ def test_nnx_module_is_named_and_equals_its_gradient():
     assert jax_rf(net, size, "blocks.0").receptive_field == (7, 7)
 
 
+def test_training_mode_batch_norm_is_a_clear_error():
+    from rfmap.errors import ModelError
+
+    class Train(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            return nn.BatchNorm(use_running_average=False)(nn.Conv(2, (3, 3))(x))
+
+    with pytest.raises(ModelError, match=r"immutable.*use_running_average=True"):
+        jax_rf(Train(), (1, 8, 8))
+
+
 def test_trace_needs_no_weights():
     # the linen module is initialised on abstract shapes: a big model costs nothing
     class Wide(nn.Module):

@@ -184,10 +184,16 @@ class JaxModel:
         except RFMapError:
             raise
         except Exception as exc:
+            hint = ""
+            if self.kind == "flax.linen" and "immutable" in str(exc):
+                hint = (
+                    "; build the module in inference mode (BatchNorm(use_running_average="
+                    "True)), or give rfmap a function that applies it so"
+                )
             raise ModelError(
                 f"the model failed on input shape {list(self.input_shape)} "
                 f"(channels {'first' if self.spatial_dims[0] == 2 else 'last'}): "
-                f"{_one_line(exc)}"
+                f"{_one_line(exc)}{hint}"
             ) from exc
 
 
