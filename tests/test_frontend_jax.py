@@ -23,7 +23,12 @@ jax = pytest.importorskip("jax", reason="the JAX frontend needs jax")
 import jax.numpy as jnp  # noqa: E402
 from jax import lax  # noqa: E402
 
-from jax_oracle import analytic_mask, assert_supports_equal, box_of  # noqa: E402
+from jax_oracle import (  # noqa: E402
+    analytic_mask,
+    assert_supports_equal,
+    box_of,
+    jacobian_support,
+)
 from rfmap.errors import ModelError, UnsupportedLayerError  # noqa: E402
 from rfmap.frontends.jax import (  # noqa: E402
     jax_rf,
@@ -302,6 +307,29 @@ def test_batch_groups():
 
     traced = assert_supports_equal(f, (4, 9))
     assert traced.graph.nodes[traced.graph.output].extents == (5,)
+
+
+def test_grouped_conv_over_space_to_depth_channels():
+    # the channels carry positions (even and odd steps): a depthwise convolution keeps
+    # them apart, and depth-to-space puts them back
+    def f(x):
+        y = x.reshape(1, 6, 2)  # (1, 12, 1) -> 6 steps of (even, odd)
+        w = jnp.ones((3, 1, 2), x.dtype) / 3
+        y = lax.conv_general_dilated(
+            y, w, (1,), "SAME", feature_group_count=2, dimension_numbers=("NWC", "WIO", "NWC")
+        )
+        return y.reshape(1, 12, 1)
+
+    # a window over the outer digit of an axis whose inner digit sits in another dim is
+    # beyond the layout algebra: the model is measured as a whole, exactly
+    with pytest.raises(UnsupportedLayerError, match="packs several positions"):
+        trace_jax(f, (1, 12))
+    r = jax_rf(f, (1, 12))
+    assert r.method == "measured" and "measured as a whole" in r.notes[0]
+    truth = jacobian_support(f, (1, 12, 1), (1,), (1,))
+    for unit in range(12):
+        assert r.input_box((unit,)) == box_of(truth[unit]), unit
+    assert r.input_box((6,)) == ((4, 9),)  # the even channel: steps 4, 6, 8
 
 
 def test_channels_first_and_last_give_the_same_field():

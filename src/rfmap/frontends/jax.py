@@ -101,8 +101,9 @@ def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
 
 
-class _GiveUp(Exception):
-    """An operation can be neither derived nor measured alone: measure the whole model."""
+class _GiveUp(UnsupportedLayerError):
+    """An operation can be neither derived nor measured alone: measure the whole model
+    (``method="auto"``; :func:`trace_jax` raises it as it is)."""
 
 
 # -- the model, as a function of (variables, x) -----------------------------------------
@@ -655,6 +656,6 @@ def measure_jax_rf(
     from .jax_models import as_jax_model
 
     jm = as_jax_model(model, input_size, channels)
-    with contextlib.suppress(RFMapError, _GiveUp):
+    with contextlib.suppress(RFMapError):
         jm.trace()  # units and layers as the analysis names them, when it can
     return jm.measure(unit, layer)

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 import jax
 
 from ..errors import ModelError, RFMapError
-from .jax import Channels, JaxModel, _one_line, input_layout
+from .jax import Channels, JaxModel, _enum, _one_line, input_layout
 
 if TYPE_CHECKING:
     from .keras import KerasTorchModel
@@ -98,7 +98,7 @@ def open_model(
     if _keras_model(model):
         from .keras import open_keras_model
 
-        return open_keras_model(model, input_size, str(Channels(channels).value))
+        return open_keras_model(model, input_size, _enum(Channels, channels, "channels").value)
     return as_jax_model(model, input_size, channels)
 
 

@@ -381,8 +381,11 @@ def _conv(ctx: JaxContext, eqn: Any, ins: list[TensorRef]) -> TensorRef:
     batch_groups = int(p.get("batch_group_count", 1))
     canon_out = [out_shape[d] for d in out_spec]  # (N, C, *spatial)
     x = b.permute(lhs, lhs_spec)
+    if groups > 1 and not any(_spatial_atoms(p.layout[1]) for p in x.parts):
+        groups = 1  # channels without positions: reading them all is as exact
     if groups > 1:
-        # output group g reads input group g: split the channels so the groups pair up
+        # channels that carry positions (space-to-depth): output group g reads input
+        # group g only, so split the channels for the groups to pair up
         n, c = x.shape[0], x.shape[1]
         try:
             x = b.reshape(x, (n, groups, c // groups, *x.shape[2:]))
