@@ -371,3 +371,35 @@ def test_random_window_attention(ws, grid, shift, pool):
     else:
         y = b.mix("mix", "softmax", out, [0])
         check(b, y, o_mix(od, [0]))
+
+
+def test_a_slid_axis_of_size_one_keeps_its_position():
+    # a convolution down to one unit, then a padded one back to three: the border units
+    # read only padding (before the fix the size-1 axis lost its position and the second
+    # window was ignored, so every unit read the input)
+    b = GraphBuilder(1)
+    x = b.input("x", (1, 1, 3), (2,))
+    xd = deps_input((1, 1, 3), (2,))
+    c = b.apply("c", "conv", (1, 1, 1), [(x, (Same(0), Reduce(), Slide(2, Conv(3, 1, 1, 0))))])
+    cd = o_conv(xd, (3,), (1,), (0,))
+    check(b, c, cd)
+    wide = b.apply("w", "conv", (1, 1, 3), [(c, (Same(0), Reduce(), Slide(2, Conv(1, 1, 1, -1))))])
+    check(b, wide, o_conv(cd, (1,), (1,), (1,)))
+    assert b.extents(wide.parts[0].node) == (3,)
+
+
+def test_a_squeezed_unit_read_over_channels_is_not_global():
+    # the last step of a sequence, squeezed, then a Linear over its channels (a TCN's
+    # head): the unit keeps its one position; nothing reads a whole axis
+    b = GraphBuilder(1)
+    x = b.input("x", (1, 6, 2), (1,))
+    last = b.select(x, 1, 5)
+    head = b.matmul("head", "dot", last, b.constant((2, 3)), (1, 3))
+    # no node of its own: the head reads its one unit as it is (jump 1, not 0)
+    assert head.parts[0].node == last.parts[0].node
+    g = b.graph([head])
+    from rfmap.receptive import graph_rf
+
+    r = graph_rf(g)
+    assert r.stride == (1,) and r.global_axes == (False,) and r.input_box() == ((5, 6),)
+    check(b, head, o_matmul(deps_input((1, 6, 2), (1,))[:, 5], empty((2, 3))))

@@ -1097,7 +1097,9 @@ class GraphBuilder:
             dim = out_dims[d]
             slid = [a for a, (sd, _) in slide_axes.items() if sd == d]
             if slid:
-                layout.append(((slid[0], size, 1),))
+                # a slid axis keeps its position even at size 1: a later window (a pad,
+                # an upsampling) may widen it again
+                layout.append(((slid[0], size, 1),) if size > 0 else _flat(size))
             elif dim is None:
                 layout.append(_flat(size))
             else:
@@ -1109,6 +1111,12 @@ class GraphBuilder:
         for p, rel, _ in feeds:
             edges.append((p.node, self._windows(p, rel, out_dims, new_step, slide_axes)))
         out_extents = tuple(extents)
+        # one unit reading a one-unit source: the identity (a broadcast would make the
+        # jump 0, the mark of a global window)
+        for _, windows in edges:
+            for a, w in enumerate(windows):
+                if w == BROADCAST and out_extents[a] == 1:
+                    windows[a] = IDENTITY
         if (
             len(edges) == 1
             and not measured

@@ -20,7 +20,7 @@ from typing import Any
 
 from .errors import ModelError
 
-__all__ = ["load_model", "parse_input_size"]
+__all__ = ["load_any", "load_model", "parse_input_size"]
 
 #: Keys under which checkpoints commonly nest the state dict.
 _NESTED = ("state_dict", "model_state_dict", "model", "net")
@@ -231,3 +231,73 @@ def parse_input_size(text: str | Any, spatial_dims: int | None = None) -> tuple[
             f"the model needs {spatial_dims}"
         )
     return values
+
+
+def _is_torch_module(obj: Any) -> bool:
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(obj, torch.nn.Module)
+
+
+def _is_framework_model(obj: Any) -> bool:
+    """A model object of a framework that rfmap knows (looked up in ``sys.modules``)."""
+    if _is_torch_module(obj):
+        return True
+    for name, attr in (("flax.linen", "Module"), ("flax.nnx", "Module"), ("keras", "Layer")):
+        module = sys.modules.get(name)
+        kind = getattr(module, attr, None) if module is not None else None
+        if isinstance(kind, type) and isinstance(obj, kind):
+            return True
+    return False
+
+
+def _takes_one_input(obj: Any) -> bool:
+    """Whether ``obj`` is a function of one required positional argument (``f(x)``)."""
+    import inspect
+
+    if isinstance(obj, type):
+        return False
+    try:
+        parameters = inspect.signature(obj).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    required = [
+        p
+        for p in parameters
+        if p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+    ]
+    return len(required) == 1
+
+
+def load_any(spec: str, weights: str | os.PathLike[str] | None = None) -> Any:
+    """The model SPEC names: a ``torch.nn.Module`` (as :func:`load_model` builds it), a
+    Flax module, a Keras model, or a function ``f(x)`` (for JAX).
+
+    The callable SPEC names is called with no arguments unless it is a model already or
+    a function of one argument (the input), which is returned as it is.  ``weights``
+    apply to PyTorch models only.
+    """
+    target = _import_target(spec)
+    if _is_framework_model(target) or _takes_one_input(target):
+        model = target
+    elif callable(target):
+        try:
+            model = target()
+        except Exception as exc:
+            raise ModelError(f"calling {spec!r} failed: {_why(exc)}") from exc
+    else:
+        raise ModelError(f"{spec!r} is not callable")
+    if _is_torch_module(model):
+        if weights is not None:
+            _load_weights(sys.modules["torch"], model, spec, Path(weights))
+        return model.eval()
+    if not (_is_framework_model(model) or callable(model)):
+        raise ModelError(
+            f"{spec!r} returned {type(model).__name__}, not a torch.nn.Module, a Flax module, "
+            "a Keras model or a function f(x)"
+        )
+    if weights is not None:
+        raise ModelError(
+            "--weights loads PyTorch state dicts; give a JAX, Flax or Keras model its weights "
+            "in the SPEC's function"
+        )
+    return model

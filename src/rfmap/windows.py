@@ -438,14 +438,19 @@ def digits_window(
     Conv(kernel=7, stride=7, dilation=1, offset=0, pad_mode=<PadMode.ZEROS: 'zeros'>)
     >>> digits_window((), ((7, 1), (8, 7)), 56)
     Whole(size=56)
+    >>> digits_window((), (), 1) == BROADCAST   # no digit read: not a global window
+    True
     """
+    reads_digits = bool(free)  # no free digit at all: a broadcast, even of a size-1 source
     kept = tuple(d for d in kept if d[0] > 1)
     free = tuple(d for d in free if d[0] > 1)
     if source_size == 1:
         return BROADCAST  # one position, read by every unit
     if not kept:
-        if sorted(free, key=lambda d: d[1]) == _radix(sorted(free, key=lambda d: d[1])) and (
-            int(np.prod([s for s, _ in free], dtype=np.int64)) == source_size
+        if (
+            reads_digits
+            and sorted(free, key=lambda d: d[1]) == _radix(sorted(free, key=lambda d: d[1]))
+            and int(np.prod([s for s, _ in free], dtype=np.int64)) == source_size
         ):
             return Whole(source_size)
         if not free:

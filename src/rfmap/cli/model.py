@@ -1,4 +1,4 @@
-"""``rfmap model``: the receptive field of any PyTorch or ONNX model, per layer."""
+"""``rfmap model``: the receptive field of a PyTorch, ONNX, JAX/Flax or Keras model, per layer."""
 
 from __future__ import annotations
 
@@ -12,10 +12,14 @@ from ._common import CLIError, parse_unit, print_json
 EPILOG = """\
 SPEC is 'package.module:callable' (called with no arguments, e.g.
 torchvision.models:resnet50) or 'path/to/file.py:callable'; --weights loads a state dict
-with torch.load(weights_only=True).  The model is traced with torch.fx and analysed
-exactly (residual additions, concatenations, strides, dilation, padding, pooling,
-upsampling...); an op that cannot be derived is measured with the gradient instead, and
-the report says which.  Receptive field, stride (jump) and padding are per spatial axis:
+with torch.load(weights_only=True).  A PyTorch model is run once on the meta device and
+every ATen operation it runs is analysed exactly (residual additions, concatenations,
+strides, dilation, padding, pooling, upsampling, attention, window partitions...); an
+op without a rule is measured with the gradient instead, and the report says which.
+The callable may also return (or be) a Flax module, a Keras model or a JAX function
+f(x): those are traced with jax.make_jaxpr on abstract shapes (Keras on the JAX backend,
+which rfmap selects when nothing else does), fed (1, *spatial, C) by default
+(--channels).  Receptive field, stride (jump) and padding are per spatial axis:
 output unit u reads input positions [u*stride - padding, u*stride - padding + RF).
 After global pooling, Linear on a flattened map or a squeeze-excitation gate a unit
 reads the whole input ('global'): the RF is then the input size (the JSON keeps the
@@ -27,6 +31,8 @@ examples:
   rfmap model torchvision.models:resnet18 --input-size 3,64,64 --layer layer2 --unit 0,3
   rfmap model my_net.py:build --input-size 1,16000 --json
   rfmap model torchvision.models:alexnet --input-size 3,128,128 --layer features --measure
+  rfmap model my_flax.py:ResNet --input-size 3,64,64 --layer block1.conv1
+  rfmap model my_keras.py:build_tcn --input-size 3,200 --measure
 
 An ONNX file (SPEC ending in .onnx) is read with the onnx package (pip install
 'rfmap[onnx]'); --input-size stays C,H,W whatever the model's layout, --layer takes an
@@ -44,10 +50,11 @@ def register(subparsers: Any) -> None:
     """Register ``rfmap model``."""
     p = subparsers.add_parser(
         "model",
-        help="receptive field of a PyTorch or ONNX model, per layer (checked by gradient)",
+        help="receptive field of a PyTorch, ONNX, JAX/Flax or Keras model, per layer "
+        "(checked by gradient)",
         description=(
-            "Receptive field, stride, padding and alignment of a PyTorch or ONNX model's output "
-            "or of any intermediate layer, with a per-layer table."
+            "Receptive field, stride, padding and alignment of a PyTorch, ONNX, JAX/Flax or "
+            "Keras model's output or of any intermediate layer, with a per-layer table."
         ),
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -67,8 +74,9 @@ def register(subparsers: Any) -> None:
         "-l",
         default=None,
         metavar="NODE",
-        help="a torch.fx node (layer1_0_conv1) or module name (layer1.0), or an ONNX node or "
-        "tensor name; default: the output",
+        help="a module name (layer1.0) or a row of the table (layer1.0.add); an ONNX node "
+        "or tensor name; a Flax module path (block1.conv1) or a Keras layer name; "
+        "default: the output",
     )
     p.add_argument(
         "--unit",
@@ -90,7 +98,16 @@ def register(subparsers: Any) -> None:
         help="auto: derive, measure only unsupported ops (default); analytic: fail on them; "
         "measure: the gradient for the whole model",
     )
-    p.add_argument("--weights", "-w", default=None, metavar="FILE", help="a state dict to load")
+    p.add_argument(
+        "--channels",
+        choices=("first", "last"),
+        default=None,
+        help="where the C of --input-size goes: last (1,H,W,C; default for JAX, Flax and "
+        "Keras) or first (1,C,H,W; PyTorch and ONNX)",
+    )
+    p.add_argument(
+        "--weights", "-w", default=None, metavar="FILE", help="a PyTorch state dict to load"
+    )
     p.add_argument(
         "--all", action="store_true", help="show every node, not only those that change the RF"
     )
@@ -126,21 +143,39 @@ def _is_onnx(spec: str) -> bool:
 def run_model(args: argparse.Namespace) -> int:
     if _is_onnx(args.spec):
         return _run_onnx(args)
-    from ..loading import load_model, parse_input_size
-    from ..trace import model_rf
+    import sys
+
+    from ..frontends.keras import prepare_keras_backend
+    from ..loading import load_any, parse_input_size
 
     parse_input_size(args.input_size)  # check the syntax before importing the model
     unit = parse_unit(args.unit)
-    model = load_model(args.spec, args.weights)
-    size = parse_input_size(args.input_size, _spatial_dims(model))
-    result = model_rf(model, size, args.layer, method=args.method)
+    prepare_keras_backend()  # before the SPEC's module imports Keras
+    model = load_any(args.spec, args.weights)
+    torch = sys.modules.get("torch")
+    keras = sys.modules.get("keras")
+    is_keras = keras is not None and isinstance(model, keras.Layer)  # a Module on torch too
+    if torch is not None and isinstance(model, torch.nn.Module) and not is_keras:
+        from ..trace import model_rf
 
-    def measure(chosen: tuple[int, ...] | None) -> Any:
-        from ..measure import measure_rf
+        if args.channels == "last":
+            raise CLIError("--channels last: PyTorch models take channels first")
+        size = parse_input_size(args.input_size, _spatial_dims(model))
+        result = model_rf(model, size, args.layer, method=args.method)
 
-        return measure_rf(model, size, chosen, layer=args.layer).box
+        def measure(chosen: tuple[int, ...] | None) -> Any:
+            from ..measure import measure_rf
 
-    return _report(args, result, unit, measure, "gradient check")
+            return measure_rf(model, size, chosen, layer=args.layer).box
+
+        return _report(args, result, unit, measure, "gradient check")
+    from ..frontends.jax_models import open_model
+
+    session = open_model(model, parse_input_size(args.input_size), args.channels or "last")
+    result = session.receptive_field(args.layer, method=args.method)
+    return _report(
+        args, result, unit, lambda chosen: session.measure(chosen, args.layer).box, "gradient check"
+    )
 
 
 def _run_onnx(args: argparse.Namespace) -> int:
@@ -150,6 +185,8 @@ def _run_onnx(args: argparse.Namespace) -> int:
 
     if args.weights is not None:
         raise CLIError("--weights is for PyTorch models; an ONNX file holds its weights")
+    if args.channels == "last":
+        raise CLIError("--channels last: ONNX inputs are read as the file declares them")
     size = parse_input_size(args.input_size)
     unit = parse_unit(args.unit)
     model = frontend.load_onnx(args.spec)
