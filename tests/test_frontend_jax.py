@@ -322,7 +322,7 @@ def test_grouped_conv_over_space_to_depth_channels():
 
     # a window over the outer digit of an axis whose inner digit sits in another dim is
     # beyond the layout algebra: the model is measured as a whole, exactly
-    with pytest.raises(UnsupportedLayerError, match="packs several positions"):
+    with pytest.raises(UnsupportedLayerError, match="sliding window over part of an axis"):
         trace_jax(f, (1, 12))
     r = jax_rf(f, (1, 12))
     assert r.method == "measured" and "measured as a whole" in r.notes[0]

@@ -55,6 +55,7 @@ _LAZY = {
 #: The public submodules, served on first access (``rfmap.plot`` imports matplotlib
 #: only then).  ``rfmap.erf`` is the module; calling it runs :func:`rfmap.erf.erf`.
 _SUBMODULES = (
+    "attention",
     "builder",
     "cli",
     "design",
