@@ -69,6 +69,8 @@ _SUBMODULES = (
     "gridding",
     "html",
     "images",
+    "layout_ops",
+    "layouts",
     "loading",
     "measure",
     "paths",
