@@ -88,14 +88,22 @@ def read_masked(
     if not ((uq == uq[:, :, :1]).all() and (uk == uk[:, :1]).all() and (uv == uv[:, :, :1]).all()):
         return None
     uq, uk, uv = uq[:, :, 0], uk[:, 0], uv[:, :, 0]
-    which_b, which_i, which_j = np.nonzero(scores.alive)
-    units = uq[which_b, which_i]  # (pairs, ndim): the query of each pair
+    alive = scores.alive
+    # heads repeat the same positions and mask: keep one batch of each kind
+    keys: dict[bytes, int] = {}
+    for index in range(batch):
+        key = b"".join(a[index].tobytes() for a in (uq, uk, uv, alive))
+        keys.setdefault(key, index)
+    kept = np.fromiter(keys.values(), dtype=np.int64)
+    uq, uk, uv, alive = uq[kept], uk[kept], uv[kept], alive[kept]
     q_ext = b.extents(q.node)
+    weights = alive.astype(np.float32)
     edges: list[tuple[str, list[Window]]] = [(q.node, [IDENTITY] * ndim)]
-    for source, positions in ((kt.node, uk[which_b, which_j]), (vp.node, uv[which_b, which_j])):
+    for source, positions in ((kt.node, uk), (vp.node, uv)):
+        src_ext = b.extents(source)
         windows: list[Window] = []
         for a in range(ndim):
-            windows.append(_table(units[:, a], positions[:, a], q_ext[a]))
+            windows.append(_table(uq[..., a], weights, positions[..., a], q_ext[a], src_ext[a]))
         edges.append((source, windows))
     node = b.add_node(name, op, q_ext, edges, shape)
     layout = (*q.layout[:-1], _flat(shape[-1]))
@@ -104,12 +112,18 @@ def read_masked(
     return TensorRef(shape, (Part(node, tuple((0, n) for n in shape), layout),))
 
 
-def _table(units: np.ndarray, positions: np.ndarray, extent: int) -> Window:
-    """The per-unit positions read along one axis, as a window."""
-    low = int(positions.min())
-    read = np.zeros((extent, int(positions.max()) - low + 1), dtype=bool)
-    read[units, positions - low] = True
-    windows = tuple(tuple(int(p) + low for p in np.flatnonzero(row)) for row in read)
+def _table(
+    units: np.ndarray, alive: np.ndarray, positions: np.ndarray, extent: int, size: int
+) -> Window:
+    """The positions read along one axis by each unit: unit ``units[b, i]`` reads
+    ``positions[b, j]`` where ``alive[b, i, j]``, as a window."""
+    queries = np.zeros((*units.shape, extent), dtype=np.float32)
+    np.put_along_axis(queries, units[..., None], 1.0, axis=-1)
+    keys = np.zeros((*positions.shape, size), dtype=np.float32)
+    np.put_along_axis(keys, positions[..., None], 1.0, axis=-1)
+    # read[u, p] > 0 when some alive pair links a query at u to a key at p
+    read = (np.matmul(queries.transpose(0, 2, 1), np.matmul(alive, keys)) > 0).any(axis=0)
+    windows = tuple(tuple(int(p) for p in np.flatnonzero(row)) for row in read)
     if extent == 1 and windows[0] == (0,):
         return IDENTITY
     return Table(windows)

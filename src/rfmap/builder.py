@@ -602,8 +602,6 @@ class GraphBuilder(LayoutOps):
         cell: Region,
     ) -> Part | None:
         """``p`` restricted to the cell along its Same dims (None: it does not feed it)."""
-        region = list(p.region)
-        layout = list(p.layout)
         for d, r in enumerate(rel):
             if not isinstance(r, Same):
                 continue
@@ -614,11 +612,10 @@ class GraphBuilder(LayoutOps):
             if b <= a:
                 return None
             if (a, b) != p.region[d]:
-                if _spatial(p.layout[d]):
-                    raise Unsupported("positions of a dim split between blocks")
-                region[d] = (a, b)
-                layout[d] = _flat(b - a)
-        return Part(p.node, tuple(region), tuple(layout))
+                # another operand is cut here: this one is cut too (a slice node if the
+                # dim holds positions)
+                p = self._crop(p, d, a, b)
+        return p
 
     def _windows(
         self,
