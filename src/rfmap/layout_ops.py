@@ -31,7 +31,7 @@ from .layouts import (
     _spatial,
     _split_atoms,
 )
-from .windows import BROADCAST, IDENTITY, Conv, PadMode, Whole, Window, digits_window
+from .windows import BROADCAST, IDENTITY, Conv, PadMode, Roll, Whole, Window, digits_window
 
 if TYPE_CHECKING:
     from .builder import GraphBuilder
@@ -499,7 +499,7 @@ class LayoutOps:
                 continue  # rolling channels: the same positions
             n = x.shape[d]
             if int(shift) % n:
-                windows[axis] = Conv(1, 1, 1, -(int(shift) % n), PadMode.CIRCULAR)
+                windows[axis] = Roll(int(shift) % n, n)
                 changed = True
         if not changed:
             return x

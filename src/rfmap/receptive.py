@@ -219,6 +219,7 @@ class LayerRF(_Axes):
     unbounded_receptive_field: tuple[int, ...] | None = None
     local_receptive_field: tuple[int | None, ...] | None = None
     local_start: tuple[int | None, ...] | None = None
+    min_unit_receptive_field: tuple[int, ...] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready row."""
@@ -233,6 +234,7 @@ class LayerRF(_Axes):
             "min_receptive_field": _json_list(self.min_receptive_field),
             "max_path_receptive_field": _json_list(self.max_path_receptive_field),
             "unbounded_receptive_field": _json_list(self.unbounded_receptive_field),
+            "min_unit_receptive_field": _json_list(self.min_unit_receptive_field),
             "local_receptive_field": _json_list(self.local_receptive_field),
             "local_padding": _json_list(self.local_padding),
             "aligned": self.aligned,
@@ -319,6 +321,7 @@ class _Analysis:
         self.paths: dict[str, tuple[_AxisPaths, ...]] = {}
         self._clipped: dict[int, dict[str, tuple[int, np.ndarray, np.ndarray]]] = {}
         self._unbounded: dict[int, dict[str, tuple[int, np.ndarray, np.ndarray]]] = {}
+        self._unbounded_local: dict[int, dict[str, tuple[int, np.ndarray, np.ndarray]]] = {}
         self._rows: dict[tuple[int, ...], tuple[Any, ...]] = {}
         self.exact: dict[str, bool] = {}
         for node in graph.nodes.values():
@@ -386,22 +389,27 @@ class _Analysis:
         _, lo, hi = memo[name]
         return lo, hi
 
-    def unbounded(self, name: str, axis: int) -> tuple[np.ndarray, np.ndarray]:
+    def unbounded(self, name: str, axis: int, local: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """First and last input position read by every unit of ``name`` along ``axis``
         on an unbounded input (padding positions count; ``lo > hi``: reads nothing).
 
         Every node gets its units over a range wide enough for what the nodes after it
         read beyond its border (one backward pass over the ranges), then one forward
         pass gives the extremes of every unit of every node: O(n) window operations
-        for the whole table, whatever windows the graph holds.
+        for the whole table, whatever windows the graph holds.  With ``local`` only the
+        paths through no global window count (the local field of a model with global
+        branches, such as DeepLabV3's image pooling).
         """
-        memo = self._unbounded.get(axis)
+        memos = self._unbounded_local if local else self._unbounded
+        memo = memos.get(axis)
         if memo is None:
             ranges = self._ranges(axis)
             memo = {}
             for node in self.graph.nodes.values():
-                memo[node.name] = self._forward_node(node, axis, memo, ranges[node.name])
-            self._unbounded[axis] = memo
+                memo[node.name] = self._forward_node(
+                    node, axis, memo, ranges[node.name], local=local
+                )
+            memos[axis] = memo
         start, lo, hi = memo[name]
         n = self.graph.nodes[name].extents[axis]
         return lo[-start : n - start], hi[-start : n - start]
@@ -430,6 +438,7 @@ class _Analysis:
         axis: int,
         memo: dict[str, tuple[int, np.ndarray, np.ndarray]],
         units: tuple[int, int] | None,
+        local: bool = False,
     ) -> tuple[int, np.ndarray, np.ndarray]:
         """``(start, lo, hi)`` for the units ``start, start+1, ...`` of ``node``: its own
         grid, clipped to real positions (``units=None``), or the range ``units`` on an
@@ -442,6 +451,8 @@ class _Analysis:
             return a, np.full(b - a, _NONE, dtype=np.int64), np.full(b - a, -_NONE, dtype=np.int64)
         lo = hi = None
         for edge in node.edges:
+            if local and edge.windows[axis].is_global:
+                continue
             e_lo, e_hi = _edge_bounds(
                 edge.windows[axis],
                 a,
@@ -453,7 +464,8 @@ class _Analysis:
                 lo, hi = e_lo, e_hi  # may be the source's own arrays: never changed in place
             else:
                 lo, hi = np.minimum(lo, e_lo), np.maximum(hi, e_hi)
-        assert lo is not None and hi is not None
+        if lo is None or hi is None:  # every edge is global: no local path
+            return a, np.full(b - a, _NONE, dtype=np.int64), np.full(b - a, -_NONE, dtype=np.int64)
         return a, lo, hi
 
     @staticmethod
@@ -505,7 +517,9 @@ class _Analysis:
             fields = self._fields(name, node, paths)
             if all(p.classes and not p.whole for p in paths):
                 self._rows[key] = fields
-        rf, stride, start, min_rf, max_rf, aligned, whole, hull, local_rf, local_start = fields
+        (rf, stride, start, min_rf, max_rf, aligned, whole, hull, local_rf, local_start, units) = (
+            fields
+        )
         return LayerRF(
             name=name,
             op=node.op,
@@ -522,12 +536,14 @@ class _Analysis:
             unbounded_receptive_field=hull,
             local_receptive_field=local_rf,
             local_start=local_start,
+            min_unit_receptive_field=units,
         )
 
     def _fields(self, name: str, node: Node, paths: tuple[_AxisPaths, ...]) -> tuple[Any, ...]:
         """The per-axis fields of the row of ``name``: ``(receptive_field, stride, start,
         min_receptive_field, max_path_receptive_field, aligned, global_axes,
-        unbounded_receptive_field, local_receptive_field, local_start)``."""
+        unbounded_receptive_field, local_receptive_field, local_start,
+        min_unit_receptive_field)``."""
         rf: list[int] = []
         start: list[int] = []
         stride: list[Jump] = []
@@ -536,6 +552,7 @@ class _Analysis:
         max_rf: list[int | None] | None = []
         local_rf: list[int | None] = []
         local_start: list[int | None] = []
+        unit_min: list[int] = []
         aligned: bool | None = True
         for axis, p in enumerate(paths):
             n = node.extents[axis]
@@ -545,15 +562,24 @@ class _Analysis:
                 lo, hi = self.unbounded(name, axis)
                 spans = np.where(lo <= hi, hi - lo + 1, 0)
                 rf.append(int(spans.max()))
+                unit_min.append(int(spans[lo <= hi].min()) if (lo <= hi).any() else 0)
                 start.append(int(lo[0]) if lo[0] <= hi[0] else 0)
-                local_rf.append(None if p.whole else rf[-1])
-                local_start.append(None if p.whole else start[-1])
+                if p.whole:
+                    lo, hi = self.unbounded(name, axis, local=True)
+                    read = lo <= hi
+                    spans = np.where(read, hi - lo + 1, 0)
+                    local_rf.append(int(spans.max()) if read.any() else None)
+                    local_start.append(int(lo[0]) if read.any() and read[0] else None)
+                else:
+                    local_rf.append(rf[-1])
+                    local_start.append(start[-1])
                 min_rf = max_rf = None
                 aligned = None
             else:
                 jump, size, first, lrf, lstart, low, high, misaligned = self._local_axis(p, n)
                 stride.append(jump)
                 rf.append(size)
+                unit_min.append(size)
                 start.append(first)
                 local_rf.append(lrf)
                 local_start.append(lstart)
@@ -580,6 +606,7 @@ class _Analysis:
             tuple(hull),
             tuple(local_rf),
             tuple(local_start),
+            tuple(unit_min),
         )
 
 
@@ -652,6 +679,7 @@ class ReceptiveField(_Axes):
     unbounded_receptive_field: tuple[int, ...] | None = None
     local_receptive_field: tuple[int | None, ...] | None = None
     local_start: tuple[int | None, ...] | None = None
+    min_unit_receptive_field: tuple[int, ...] | None = None
     _boxer: Callable[[tuple[int, ...], bool], tuple[tuple[int, int], ...]] | None = field(
         default=None, repr=False, compare=False
     )
@@ -705,6 +733,7 @@ class ReceptiveField(_Axes):
             "min_receptive_field": _json_list(self.min_receptive_field),
             "max_path_receptive_field": _json_list(self.max_path_receptive_field),
             "unbounded_receptive_field": _json_list(self.unbounded_receptive_field),
+            "min_unit_receptive_field": _json_list(self.min_unit_receptive_field),
             "local_receptive_field": _json_list(self.local_receptive_field),
             "local_padding": _json_list(self.local_padding),
             "aligned": self.aligned,
@@ -774,6 +803,7 @@ def graph_rf(
         unbounded_receptive_field=top.unbounded_receptive_field,
         local_receptive_field=top.local_receptive_field,
         local_start=top.local_start,
+        min_unit_receptive_field=top.min_unit_receptive_field,
         _boxer=boxer,
         _aliases=dict(aliases or {}),
     )

@@ -674,10 +674,27 @@ def receptive_summary(result: ReceptiveField) -> str:
     shortest = result.min_receptive_field
     if shortest is not None and all(v is None for v in shortest):
         lines.append("  min RF over paths: -   (every path goes through a global op)")
+    elif result.aligned is None:
+        lines.append(
+            "  min RF over paths: -   aligned: unknown   (the units do not follow one stride: "
+            "upsampling, attention inside windows or a measured op)"
+        )
     else:
         lines.append(
             f"  min RF over paths: {_axes(result.min_receptive_field)}   aligned: "
             + {True: "yes", False: "no", None: "unknown"}[result.aligned]
+        )
+    smallest = result.min_unit_receptive_field
+    if result.aligned is None and smallest is not None:
+        span = _axes(
+            tuple(
+                f"{a}..{b}" if a != b else str(a)
+                for a, b in zip(smallest, result.unbounded_receptive_field or (), strict=False)
+            )
+        )
+        lines.append(
+            f"  per unit: fields {span}; [u*stride - padding, +RF) does not give a unit's box "
+            "here: input_box(unit) (--unit) does"
         )
     if result.measured_nodes:
         measured = ", ".join(result.measured_nodes)

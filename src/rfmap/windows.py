@@ -32,6 +32,7 @@ __all__ = [
     "PadMode",
     "Resample",
     "ResampleMode",
+    "Roll",
     "Table",
     "Transposed",
     "Whole",
@@ -182,6 +183,33 @@ class Conv(Window):
 
 IDENTITY = Conv()
 BROADCAST = Conv(1, 0, 1, 0)
+
+
+@dataclass(frozen=True)
+class Roll(Window):
+    """``torch.roll``: unit ``u`` reads ``(u - shift) mod size``, on an unbounded input too
+    (a roll moves real positions; it is not a padding).
+
+    >>> Roll(2, 5).positions(np.arange(5)).tolist()
+    [3, 4, 0, 1, 2]
+    """
+
+    shift: int
+    size: int
+
+    def pairs(self, units: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return np.arange(len(units)), np.mod(units - self.shift, self.size)
+
+    def bounds(self, units: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        found = np.mod(units - self.shift, self.size)
+        return found, found
+
+    @property
+    def scale(self) -> Jump:
+        return 1
+
+    def describe(self) -> str:
+        return f"roll {self.shift}"
 
 
 @dataclass(frozen=True)
