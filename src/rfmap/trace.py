@@ -32,11 +32,20 @@ from typing import Any
 
 from .errors import InvalidSpecError, ModelError
 from .frontends.base import Traced
+from .frontends.torch_rules import OpContext, register_module_rule, register_rule
 from .gradient import require_torch
 from .loading import parse_input_size
 from .receptive import ReceptiveField, graph_rf
 
-__all__ = ["Method", "TracedModel", "model_rf", "trace_model"]
+__all__ = [
+    "Method",
+    "OpContext",
+    "TracedModel",
+    "model_rf",
+    "register_module_rule",
+    "register_rule",
+    "trace_model",
+]
 
 #: What :func:`trace_model` returns (the graph, aliases, measured nodes and notes).
 TracedModel = Traced
