@@ -235,3 +235,34 @@ def test_channels_last_wrapper_for_the_torch_backend():
 
     out = _channels_last(Last())(torch.ones(1, 3, 7))
     assert seen == [(1, 7, 3)] and tuple(out.shape) == (1, 3, 7)
+
+
+_KERAS_NET = """
+import json, sys
+import keras
+from rfmap.frontends.keras import keras_rf
+inp = keras.Input((40, 40, 3))
+x = keras.layers.Conv2D(4, 3, padding="same")(inp)
+y = keras.layers.MaxPooling2D(2)(x)
+y = keras.layers.Conv2D(4, 3, padding="same", dilation_rate=2)(y)
+y = keras.layers.UpSampling2D(2)(y)
+out = keras.layers.Add()([x, y])
+r = keras_rf(keras.Model(inp, out), (3, 40, 40))
+units = [(0, 0), (5, 7), (39, 20)]
+print(json.dumps([list(r.receptive_field), r.method, [r.input_box(u) for u in units]]))
+"""
+
+
+def test_the_torch_backend_agrees_with_the_jax_backend():
+    """One Keras model, analysed by two independent frontends (ATen capture, jaxpr)."""
+    pytest.importorskip("torch")
+    results = []
+    for backend in ("torch", "jax"):
+        env = {**os.environ, "KERAS_BACKEND": backend}
+        done = subprocess.run(
+            [sys.executable, "-c", _KERAS_NET], env=env, capture_output=True, text=True
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+        results.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    assert results[0] == results[1]
+    assert results[0][1] == "analytic"
