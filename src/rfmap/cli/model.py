@@ -25,6 +25,8 @@ examples:
   rfmap model torchvision.models:resnet18 --input-size 3,64,64 --layer layer2 --unit 0,3
   rfmap model my_net.py:build --input-size 1,16000 --json
   rfmap model torchvision.models:alexnet --input-size 3,128,128 --layer features --measure
+  rfmap model torchvision.models:resnet50 --input-size 3,224,224 --layer layer1,layer2,layer3
+  rfmap model timm:convnext_tiny --input-size 3,224,224 --stages --json
 
 exit status: 0 ok; 1 with --measure when the gradient disagrees with the analysis;
 2 on an error (bad SPEC, input size, layer or unit; a model that cannot run).
@@ -56,7 +58,14 @@ def register(subparsers: Any) -> None:
         "-l",
         default=None,
         metavar="NODE",
-        help="a torch.fx node (layer1_0_conv1) or module name (layer1.0); default: the output",
+        help="a module (layer1.0) or graph node name; default: the output.  Several, "
+        "comma-separated (layer1,layer2,layer3), print one row per layer",
+    )
+    p.add_argument(
+        "--stages",
+        action="store_true",
+        help="one row per stage: timm's feature_info modules, the outputs of a model with "
+        "several (feature pyramids, timm features_only), else the last module at each stride",
     )
     p.add_argument(
         "--unit",
@@ -103,15 +112,54 @@ def _spatial_dims(model: Any) -> int | None:
     return None
 
 
+def _layer_list(args: argparse.Namespace) -> list[str] | None:
+    """The layers of ``--layer a,b,c`` (None for one layer); bad combinations are errors."""
+    several = args.layer is not None and "," in args.layer
+    if args.stages and args.layer is not None:
+        raise CLIError("--stages and --layer cannot be combined: --stages chooses the layers")
+    if not several and not args.stages:
+        return None
+    option = "--stages" if args.stages else "several --layer names"
+    for flag, given in (("--unit", args.unit), ("--measure", args.measure), ("--all", args.all)):
+        if given:
+            raise CLIError(f"{flag} takes one layer, not {option}")
+    if not several:
+        return []
+    names = [name.strip() for name in args.layer.split(",")]
+    if any(not name for name in names):
+        raise CLIError(f"--layer: empty layer name in {args.layer!r}")
+    return names
+
+
+def _run_several(
+    args: argparse.Namespace, model: Any, size: tuple[int, ...], names: list[str]
+) -> int:
+    """``--layer a,b,c`` or ``--stages``: one row per layer, from one capture."""
+    from ..trace import model_rfs, model_stages
+
+    if names:
+        result = model_rfs(model, size, names, method=args.method)
+    else:
+        result = model_stages(model, size, method=args.method)
+    if args.json:
+        print_json(result.to_dict())
+    else:
+        print(result)
+    return 0
+
+
 def run_model(args: argparse.Namespace) -> int:
     from ..loading import load_model, parse_input_size
     from ..receptive import _normalise_unit, format_table
     from ..trace import model_rf
 
     parse_input_size(args.input_size)  # check the syntax before importing the model
+    names = _layer_list(args)
     unit = parse_unit(args.unit)
     model = load_model(args.spec, args.weights)
     size = parse_input_size(args.input_size, _spatial_dims(model))
+    if names is not None:
+        return _run_several(args, model, size, names)
     result = model_rf(model, size, args.layer, method=args.method)
     spatial = any(n > 1 for n in result.grid)
     if unit is not None and not spatial:
@@ -132,7 +180,15 @@ def run_model(args: argparse.Namespace) -> int:
         if args.measure:
             from ..measure import measure_rf
 
-            measured = measure_rf(model, size, chosen if spatial else None, layer=args.layer)
+            # the analysis knows the grid: its dims are found by size in the module's output
+            # (channels first, channels last as in Swin, or tokens)
+            measured = measure_rf(
+                model,
+                size,
+                chosen if spatial else None,
+                layer=args.layer,
+                grid=result.grid if spatial and result.method != "measured" else None,
+            )
             got = [list(b) for b in measured.box]
             match = got == box
             out["measured"] = {
