@@ -6,7 +6,8 @@ they return a :class:`LayersRF`.  :func:`stage_layers` chooses the stages of a c
 model, in this order of preference:
 
 1. timm's ``feature_info``: a list of dicts with a ``'module'`` key (any timm model) --
-   those modules;
+   those modules (names that are not modules of the model, such as HRNet's ``'stem'``,
+   are left out, and the rule says so);
 2. a timm ``features_only`` model (``feature_info`` is a ``FeatureInfo``) or any model
    with several tensor outputs (a feature pyramid, a backbone returning a dict) -- its
    outputs, in order, named after ``feature_info``'s modules when it has one;
@@ -160,7 +161,17 @@ def stage_layers(model: Any, traced: Traced) -> tuple[list[tuple[str, str]], str
     outputs = list(traced.graph.outputs)
     modules = timm_stage_modules(model)
     if modules is not None:
-        return [(m, traced.resolve(m)) for m in modules], "timm feature_info"
+        pairs, missing = [], []
+        for name in modules:
+            try:
+                pairs.append((name, traced.resolve(name)))
+            except InvalidSpecError:
+                missing.append(name)  # a name of timm's own, not a module (HRNet's 'stem')
+        rule = "timm feature_info"
+        if missing:
+            rule += f" (not modules of the model, left out: {', '.join(missing)})"
+        if pairs:
+            return pairs, rule
     if info is not None and callable(getattr(info, "module_name", None)):
         names = [str(n) for n in info.module_name()]
         if len(names) != len(outputs):
