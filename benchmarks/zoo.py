@@ -294,15 +294,17 @@ def check(
             summary["check"] = {"status": "global"}
         else:
             todo.append((summary, probe, r))
-    if not all(output.global_axes):
-        todo.append((record["output"], None, output))
-    else:
+    if all(output.global_axes):
         record["output"]["check"] = {"status": "global"}
+    elif "output" not in labels:
+        todo.append((record["output"], None, output))
     if not todo:
         return {"status": "global", "checked": 0}
     start = time.perf_counter()
     try:
-        oracle = GradientOracle(model, size, [p for _, p, _ in todo])
+        # three units share a backward pass where memory allows (2D, up to 256x256)
+        slots = 3 if len(size) == 3 and size[1] * size[2] <= 256 * 256 else 1
+        oracle = GradientOracle(model, size, [p for _, p, _ in todo], slots=slots)
     except Exception as exc:
         return {"status": "error", "error": f"{type(exc).__name__}: {_first_line(exc)}"}
     failures = 0

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -62,8 +63,10 @@ class _Stop(Exception):
 class GradientOracle:
     """The float64 gradient support of units of one or several layers of ``model``.
 
-    ``layers``: module names, ``None`` for the model output.  One forward pass of a
-    batch of ``inputs`` random positive inputs; one backward pass per unit.
+    ``layers``: module names, ``None`` for the model output, ``"output.i"`` for the
+    i-th output tensor of a model with several (lists, dicts, feature pyramids).  One
+    forward pass of a batch of ``inputs * slots`` random positive inputs; one backward
+    pass per ``slots`` units (more slots: fewer backward passes, more memory).
     """
 
     def __init__(
@@ -73,19 +76,36 @@ class GradientOracle:
         layers: Iterable[str | None] = (None,),
         *,
         inputs: int = INPUTS,
+        slots: int = 1,
         seed: int = 0,
     ) -> None:
+        from torch.utils._pytree import tree_leaves
+
         self.input_size = tuple(int(n) for n in input_size)
+        self.inputs, self.slots = inputs, max(1, slots)
         self.model = linearised_copy(model)
         wanted = list(dict.fromkeys(layers))
-        modules = {name: self.model.get_submodule(name) for name in wanted if name is not None}
+        modules = {}
+        leaves: dict[str | None, int] = {}
+        for name in wanted:
+            module = None
+            if name is not None:
+                try:
+                    module = self.model.get_submodule(name)
+                except AttributeError:
+                    if not re.fullmatch(r"output\.\d+", name):
+                        raise
+            if module is not None:
+                modules[name] = module
+            else:
+                leaves[name] = 0 if name is None else int(name.split(".")[1])
         captured: dict[str | None, Any] = {}
         handles = []
 
         def make_hook(name: str) -> Any:
             def hook(module: Any, args: Any, output: Any) -> None:
                 captured[name] = first_tensor(output)
-                if None not in wanted and len(captured) == len(modules):
+                if not leaves and len(captured) == len(modules):
                     raise _Stop
 
             return hook
@@ -93,11 +113,14 @@ class GradientOracle:
         for name, module in modules.items():
             handles.append(module.register_forward_hook(make_hook(name)))
         gen = torch.Generator().manual_seed(seed)
-        shape = (inputs, *self.input_size)
+        shape = (inputs * self.slots, *self.input_size)
         self.x = (0.5 + torch.rand(shape, generator=gen, dtype=torch.float64)).requires_grad_()
         try:
             with torch.enable_grad(), linearised(), contextlib.suppress(_Stop):
-                captured[None] = first_tensor(self.model(self.x))
+                out = self.model(self.x)
+                tensors = [t for t in tree_leaves(out) if isinstance(t, torch.Tensor)]
+                for name, i in leaves.items():
+                    captured[name] = tensors[i] if i < len(tensors) else None
         finally:
             for handle in handles:
                 handle.remove()
@@ -106,6 +129,38 @@ class GradientOracle:
             raise ValueError(f"no tensor output captured for {missing}")
         self.outputs = {name: captured[name] for name in wanted}
 
+    def supports(
+        self,
+        layer: str | None,
+        grid: Sequence[int],
+        units: Sequence[Sequence[int]],
+        dims: Sequence[int] | None = None,
+    ) -> list[np.ndarray]:
+        """Input positions (spatial shape) whose gradient is non-zero for some input, per
+        unit; ``slots`` units share one backward pass (each reads its own inputs)."""
+        out = self.outputs[layer]
+        if dims is None:
+            dims = spatial_dims(out.shape, grid)
+        masks: list[np.ndarray] = []
+        n = self.inputs
+        for first in range(0, len(units), self.slots):
+            chunk = units[first : first + self.slots]
+            selected = out.new_zeros(())
+            for k, unit in enumerate(chunk):
+                index = unit_index(out.shape, dims, grid, unit) if dims else ()
+                rows = slice(None) if self.slots == 1 else slice(k * n, (k + 1) * n)
+                # the samples are independent: so are their gradients
+                selected = selected + out[(rows, *index[1:])].sum()
+            (grad,) = torch.autograd.grad(selected, self.x, retain_graph=True, allow_unused=True)
+            if grad is None:
+                masks += [np.zeros(self.input_size[1:], dtype=bool) for _ in chunk]
+                continue
+            hit = (grad != 0).any(dim=1)
+            for k in range(len(chunk)):
+                rows = slice(None) if self.slots == 1 else slice(k * n, (k + 1) * n)
+                masks.append(hit[rows].any(dim=0).numpy())
+        return masks
+
     def support(
         self,
         layer: str | None,
@@ -113,16 +168,8 @@ class GradientOracle:
         unit: Sequence[int],
         dims: Sequence[int] | None = None,
     ) -> np.ndarray:
-        """Input positions (spatial shape) whose gradient is non-zero for some input."""
-        out = self.outputs[layer]
-        if dims is None:
-            dims = spatial_dims(out.shape, grid)
-        index = unit_index(out.shape, dims, grid, unit) if dims else ()
-        selected = out[index].sum()  # the samples are independent: their gradients too
-        (grad,) = torch.autograd.grad(selected, self.x, retain_graph=True, allow_unused=True)
-        if grad is None:
-            return np.zeros(self.input_size[1:], dtype=bool)
-        return (grad != 0).any(dim=1).any(dim=0).numpy()
+        """:meth:`supports` of one unit."""
+        return self.supports(layer, grid, [unit], dims)[0]
 
     def box(
         self,
@@ -195,10 +242,11 @@ def check_boxes(
     gradient box of each unit; returns the mismatches and the gradient boxes."""
     mismatches = []
     boxes = {}
-    for unit in units:
-        unit = tuple(int(u) for u in unit)
+    chosen = [tuple(int(u) for u in unit) for unit in units]
+    masks = oracle.supports(layer, result.grid, chosen)
+    for unit, mask in zip(chosen, masks, strict=True):
         analytic = tuple(tuple(b) for b in result.input_box(unit))
-        measured = oracle.box(layer, result.grid, unit)
+        measured = mask_box(mask)
         boxes[unit] = measured
         if analytic != measured:
             mismatches.append(Mismatch(layer, unit, analytic, measured))  # type: ignore[arg-type]

@@ -27,10 +27,10 @@ def _timm(name, **kwargs):
         return timm.create_model(name, pretrained=False, **kwargs).eval()
 
 
-def assert_equals_gradient(model, size, layer, units, result=None):
+def assert_equals_gradient(model, size, layer, units, result=None, slots=1):
     """Every unit's analytic input box equals the gradient support's box."""
     r = model_rf(model, size, layer) if result is None else result
-    oracle = GradientOracle(model, size, [layer])
+    oracle = GradientOracle(model, size, [layer], slots=slots)
     mismatches, _ = check_boxes(oracle, layer, r, units)
     assert not mismatches, "\n".join(map(str, mismatches))
     return r
@@ -78,7 +78,7 @@ def test_vgg11_is_derived_and_equals_the_gradient():
     pre = model_rf(model, (3, 224, 224), "pre_logits")
     assert (pre.receptive_field, pre.stride, pre.padding) == ((342, 342), (32, 32), (59, 59))
     assert _derived(pre) and _derived(model_rf(model, (3, 224, 224)))
-    r = assert_equals_gradient(model, (3, 96, 80), "features.14", corner_units((12, 10)))
+    r = assert_equals_gradient(model, (3, 96, 80), "features.14", corner_units((12, 10)), slots=5)
     assert _derived(r)
 
 
@@ -90,7 +90,7 @@ def test_nasnetalarge_is_derived_and_equals_the_gradient():
     assert (stem.receptive_field, stem.stride) == ((55, 55), (4, 4)) and _derived(stem)
     # the same layer on a smaller input, every border unit against the gradient
     small = assert_equals_gradient(
-        model, (3, 72, 64), "cell_stem_1.conv_1x1.act", corner_units((18, 16))
+        model, (3, 72, 64), "cell_stem_1.conv_1x1.act", corner_units((18, 16)), slots=5
     )
     assert small.receptive_field == (55, 55) and small.padding == stem.padding
 
@@ -140,8 +140,9 @@ def test_tf_same_padding_layers_border_units_equal_the_gradient(size):
         model = nn.Sequential(layer)
         r = model_rf(model, (1, *size))
         assert _derived(r), what
-        oracle = GradientOracle(model, (1, *size), [None])
-        mismatches, _ = check_boxes(oracle, None, r, corner_units(r.grid))
+        units = corner_units(r.grid)
+        oracle = GradientOracle(model, (1, *size), [None], slots=len(units))
+        mismatches, _ = check_boxes(oracle, None, r, units)
         assert not mismatches, (what, [str(m) for m in mismatches[:3]])
 
 
@@ -189,7 +190,8 @@ def test_parametrized_convolutions_every_unit_equals_the_gradient():
     # 2: 21 + 2 = 23; padding 4 + 2 + 12 = 18
     assert (r.receptive_field, r.stride, r.padding) == ((23,), (2,), (18,))
     assert _derived(r)
-    assert_equals_gradient(model, (1, 40), None, [(u,) for u in range(r.grid[0])], r)
+    units = [(u,) for u in range(r.grid[0])]
+    assert_equals_gradient(model, (1, 40), None, units, r, slots=len(units))
 
 
 def test_pytorch_tcn_defaults():
@@ -205,4 +207,4 @@ def test_pytorch_tcn_defaults():
     assert r.input_box((70,), clip=False) == ((10, 71),)
     assert _derived(r)
     units = [(u,) for u in (0, 1, 30, 59, 60, 61, 99)]
-    assert_equals_gradient(model, (1, 100), None, units, r)
+    assert_equals_gradient(model, (1, 100), None, units, r, slots=len(units))
