@@ -69,7 +69,8 @@ def _words(text: str) -> frozenset[str]:
 
 
 #: Functions, methods and modules' functional forms that a linearised forward pass
-#: replaces by the identity: activations, dropout and normalisations.
+#: replaces by the identity on tensors that depend on the input: activations, dropout
+#: and normalisations (these divided by a constant scale, see ``_NORMS``).
 LINEARISED_OPS = _words(
     """
     relu relu_ relu6 hardtanh hardtanh_ leaky_relu leaky_relu_ elu elu_ selu selu_ celu
@@ -387,8 +388,10 @@ _LINEARISE: _Linearise | None = None
 
 @contextlib.contextmanager
 def linearised() -> Iterator[None]:
-    """Within this context every forward pass is linear: activations, dropout and
-    normalisations are the identity and max-pools count every window element."""
+    """Within this context every forward pass is linear where it depends on the input:
+    activations and dropout are the identity, normalisations a constant scale, max-pools
+    count every window element, and softmax weights below ``e**-50`` of their row's
+    largest are zero (see the module docstring)."""
     global _LINEARISE
     if _LINEARISE is None:
         _LINEARISE = _Linearise()
