@@ -341,6 +341,20 @@ def _first_line(exc: BaseException) -> str:
     return lines[0] if lines else ""
 
 
+#: Memory a worker may allocate (bytes; the machine is shared): over it a model fails
+#: with an allocation error instead of waking the kernel's OOM killer.
+MEMORY_LIMIT = int(os.environ.get("ZOO_MEMORY_LIMIT", 12 * 2**30))
+
+
+def _limit_memory() -> None:
+    try:
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_DATA, (MEMORY_LIMIT, MEMORY_LIMIT))
+    except (ImportError, ValueError, OSError):  # pragma: no cover - not on this platform
+        pass
+
+
 def worker(entry_id: str, cache: Path, skip_check: bool, key: str) -> int:
     """Run one entry (in its own process) and write its record."""
     group, name = entry_id.split(":", 1)
@@ -356,6 +370,7 @@ def worker(entry_id: str, cache: Path, skip_check: bool, key: str) -> int:
         "status": "started",
     }
     warnings.simplefilter("ignore")
+    _limit_memory()
     try:
         work(entry, path, record, skip_check)
     except Exception as exc:
@@ -547,7 +562,10 @@ def problems(records: list[dict[str, Any]]) -> dict[str, list[str]]:
         if r.get("status") != "ok":
             out["error"].append(f"`{r['id']}`: {r.get('error', r.get('status'))}")
             continue
-        if r.get("measured"):
+        if r["output"]["method"] == "measured":
+            notes = "; ".join(r.get("notes", [])) or "measured as a whole"
+            out["measured"].append(f"`{r['id']}`: {_cell(notes)}")
+        elif r.get("measured"):
             out["measured"].append(
                 f"`{r['id']}`: {', '.join(r['measured'][:6])}"
                 + (" ..." if len(r["measured"]) > 6 else "")
