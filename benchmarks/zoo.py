@@ -300,40 +300,59 @@ def check(
         todo.append((record["output"], None, output))
     if not todo:
         return {"status": "global", "checked": 0}
+    checked = len(todo)
     start = time.perf_counter()
-    try:
-        # three units share a backward pass where memory allows (2D, up to 256x256)
-        slots = 3 if len(size) == 3 and size[1] * size[2] <= 256 * 256 else 1
-        oracle = GradientOracle(model, size, [p for _, p, _ in todo], slots=slots)
-    except Exception as exc:
-        return {"status": "error", "error": f"{type(exc).__name__}: {_first_line(exc)}"}
-    failures = 0
-    for summary, probe, r in todo:
-        units = interior_units(r.grid)
+    # three units share a backward pass where memory allows (2D, up to 256x256); out of
+    # memory, the rest is checked again one unit per backward pass
+    slots = 3 if len(size) == 3 and size[1] * size[2] <= 256 * 256 else 1
+    failed = errors = 0
+    while todo:
         try:
-            mismatches, boxes = check_boxes(oracle, probe, r, units)
+            oracle = GradientOracle(model, size, [p for _, p, _ in todo], slots=slots)
         except Exception as exc:
-            summary["check"] = {"status": "error", "error": f"{type(exc).__name__}: {exc}"}
-            failures += 1
-            continue
-        extents = [[b - a for a, b in box] for box in boxes.values()]
-        summary["check"] = {
-            "status": "pass" if not mismatches else "fail",
-            "units": [list(u) for u in units],
-            "gradient_field": [max(e[a] for e in extents) for a in range(len(r.grid))],
-            "mismatches": [
-                {"unit": list(m.unit), "analysis": m.analytic, "gradient": m.gradient}
-                for m in mismatches
-            ],
-        }
-        failures += bool(mismatches)
-        _write(path, record)
+            if slots > 1 and _out_of_memory(exc):
+                slots = 1
+                continue
+            return {"status": "error", "error": f"{type(exc).__name__}: {_first_line(exc)}"}
+        retry = []
+        for summary, probe, r in todo:
+            units = interior_units(r.grid)
+            try:
+                if retry:
+                    raise MemoryError("retried one unit per backward pass")
+                mismatches, boxes = check_boxes(oracle, probe, r, units)
+            except Exception as exc:
+                if slots > 1 and _out_of_memory(exc):
+                    retry.append((summary, probe, r))
+                    continue
+                summary["check"] = {"status": "error", "error": f"{type(exc).__name__}: {exc}"}
+                errors += 1
+                continue
+            extents = [[b - a for a, b in box] for box in boxes.values()]
+            summary["check"] = {
+                "status": "pass" if not mismatches else "fail",
+                "units": [list(u) for u in units],
+                "gradient_field": [max(e[a] for e in extents) for a in range(len(r.grid))],
+                "mismatches": [
+                    {"unit": list(m.unit), "analysis": m.analytic, "gradient": m.gradient}
+                    for m in mismatches
+                ],
+            }
+            failed += bool(mismatches)
+            _write(path, record)
+        del oracle
+        todo, slots = retry, 1
     return {
-        "status": "fail" if failures else "pass",
-        "checked": len(todo),
-        "failed": failures,
+        "status": "fail" if failed else "error" if errors else "pass",
+        "checked": checked,
+        "failed": failed + errors,
         "time": round(time.perf_counter() - start, 2),
     }
+
+
+def _out_of_memory(exc: BaseException) -> bool:
+    text = str(exc)
+    return isinstance(exc, MemoryError) or "allocate memory" in text or "bad_alloc" in text
 
 
 def _first_line(exc: BaseException) -> str:
