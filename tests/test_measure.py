@@ -107,6 +107,8 @@ def test_activations_are_identity_and_normalisations_a_constant_scale():
         assert torch.allclose(F.layer_norm(x, (5,)), x / rms_last, rtol=1e-15, atol=0)
         assert torch.allclose(F.group_norm(x, 2), x / rms_all, rtol=1e-15, atol=0)
         assert torch.allclose(nn.BatchNorm1d(4).eval().double()(x), x / rms_all, rtol=1e-15)
+        norm = x.detach().norm(dim=-1, keepdim=True)
+        assert torch.allclose(F.normalize(x, dim=-1), x / norm, rtol=1e-15, atol=0)
         (grad,) = torch.autograd.grad(F.layer_norm(x, (5,))[0, 1, 2], x)
         expected = torch.zeros_like(x)
         expected[0, 1, 2] = 1 / rms_last[0, 1, 0]

@@ -325,16 +325,19 @@ def _depends(x: Any) -> bool:
 
 
 def _rescaled(x: Any, norm: str, args: Sequence[Any], kwargs: dict[str, Any]) -> Any:
-    """A normalisation in a linearised forward: ``x`` divided by its root mean square,
-    a constant for the gradient (per sample; per position for layer and RMS norms)."""
+    """A normalisation in a linearised forward: ``x`` divided by its root mean square
+    (per sample; per position for layer and RMS norms; ``normalize``: by its norm), a
+    constant for the gradient."""
     if x.dim() <= 1:
         dims: tuple[int, ...] = tuple(range(x.dim()))
     elif norm in ("layer_norm", "rms_norm"):
         shape = bind_args(args, kwargs, ("input", "normalized_shape")).get("normalized_shape")
         count = 1 if isinstance(shape, int) else len(shape or (0,))
         dims = tuple(range(x.dim() - count, x.dim()))
-    elif norm == "normalize":
-        dims = (int(bind_args(args, kwargs, ("input", "p", "dim")).get("dim", 1)),)
+    elif norm == "normalize":  # the op's own norm, so cosine attention keeps its scale
+        b = bind_args(args, kwargs, ("input", "p", "dim"))
+        p, dim = float(b.get("p", 2.0)), int(b.get("dim", 1))
+        return x / x.detach().norm(p=p, dim=dim, keepdim=True).clamp_min(1e-300)
     else:
         dims = tuple(range(1, x.dim()))
     scale = x.detach().pow(2).mean(dim=dims, keepdim=True).sqrt().clamp_min(1e-300)
