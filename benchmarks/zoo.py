@@ -21,8 +21,10 @@ The analysis time is that of ``model_rf`` on the output (best of two when under 
 model construction not counted.  Every stage that is local on some axis (and the
 output, if local) is checked against the float64 gradient support of a linearised copy
 (tests/model_oracle.py) at three interior units: each unit's ``input_box`` must equal
-the gradient's box.  Models over 600 M parameters are built on the meta device
-(analysis only; too big for a float64 check here).
+the gradient's box.  Token outputs are read in row-major order, but for timm's Hiera,
+whose blocks keep their tokens unrolled: its own ``reroll`` gives their order.  Models
+over 600 M parameters are built on the meta device (analysis only; too big for a
+float64 check here).
 
 Each model runs in its own subprocess with a timeout, so a crash or a hang costs one
 row; results are cached as one JSON file per model (``--cache``), keyed by a hash of
@@ -314,6 +316,10 @@ def check(
                 slots = 1
                 continue
             return {"status": "error", "error": f"{type(exc).__name__}: {_first_line(exc)}"}
+        for _, probe, r in todo:
+            order = _token_order(model, probe, r.grid)
+            if order is not None:
+                oracle.token_order[probe] = order
         retry = []
         for summary, probe, r in todo:
             units = interior_units(r.grid)
@@ -348,6 +354,25 @@ def check(
         "failed": failed + errors,
         "time": round(time.perf_counter() - start, 2),
     }
+
+
+def _token_order(model: Any, probe: str | None, grid: Any) -> Any:
+    """timm Hiera's blocks keep their tokens unrolled: the token of each unit, from
+    timm's own ``reroll`` (None for every other model and layer)."""
+    match = re.fullmatch(r"blocks\.(\d+)", probe or "")
+    if match is None or not hasattr(model, "reroll") or not hasattr(model, "unroll"):
+        return None
+    import torch
+
+    count = 1
+    for n in grid:
+        count *= int(n)
+    tokens = torch.arange(count, dtype=torch.float32).reshape(1, count, 1)
+    with torch.no_grad():
+        spatial = model.reroll(tokens, int(match.group(1)))
+    if tuple(spatial.shape[1:-1]) != tuple(grid):
+        return None
+    return spatial[0, ..., 0].long().numpy()
 
 
 def _out_of_memory(exc: BaseException) -> bool:

@@ -27,7 +27,9 @@ paths to the centre, one to the corner), so real corners would be dropped.
 The units to check are indexed on the analysis' spatial grid (``ReceptiveField.grid``);
 the dims of a module output that hold it are found by size
 (:func:`rfmap.measure.spatial_dims`): channels first ``(N, C, H, W)``, channels last
-``(N, H, W, C)`` or tokens ``(N, T, C)`` with leading class/register tokens.
+``(N, H, W, C)`` or tokens ``(N, T, C)`` with leading class/register tokens, in row-major
+order.  Tokens in another order (timm's Hiera keeps them "unrolled" until its last stage)
+need that order: ``GradientOracle.token_order[layer]``.
 """
 
 from __future__ import annotations
@@ -83,6 +85,9 @@ class GradientOracle:
 
         self.input_size = tuple(int(n) for n in input_size)
         self.inputs, self.slots = inputs, max(1, slots)
+        #: layer -> the token index of each unit (grid-shaped), for token outputs that
+        #: are not in row-major order (Hiera keeps its tokens "unrolled")
+        self.token_order: dict[str | None, np.ndarray] = {}
         self.model = linearised_copy(model)
         wanted = list(dict.fromkeys(layers))
         modules = {}
@@ -143,11 +148,17 @@ class GradientOracle:
             dims = spatial_dims(out.shape, grid)
         masks: list[np.ndarray] = []
         n = self.inputs
+        order = self.token_order.get(layer)
         for first in range(0, len(units), self.slots):
             chunk = units[first : first + self.slots]
             selected = out.new_zeros(())
             for k, unit in enumerate(chunk):
                 index = unit_index(out.shape, dims, grid, unit) if dims else ()
+                if order is not None:  # tokens in the model's own order
+                    d = dims[0]
+                    tokens = list(index)
+                    tokens[d] = out.shape[d] - order.size + int(order[tuple(unit)])
+                    index = tuple(tokens)
                 rows = slice(None) if self.slots == 1 else slice(k * n, (k + 1) * n)
                 # the samples are independent: so are their gradients
                 selected = selected + out[(rows, *index[1:])].sum()
