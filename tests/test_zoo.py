@@ -70,6 +70,22 @@ def test_swin_tiny_layers0_per_unit_field_equals_the_gradient():
     assert _derived(r) and r.grid == (56, 56)
 
 
+def test_hiera_unrolled_tokens_equal_the_gradient():
+    # Hiera keeps its tokens "unrolled" (not row-major) until its last stage: the oracle
+    # reads each unit's token through timm's own reroll
+    model = _timm("hiera_tiny_224")
+    r = model_rf(model, (3, 224, 224), "blocks.0")
+    assert r.grid == (56, 56) and _derived(r)
+    tokens = torch.arange(56 * 56, dtype=torch.float32).reshape(1, -1, 1)
+    with torch.no_grad():
+        order = model.reroll(tokens, 0)[0, ..., 0].long().numpy()
+    oracle = GradientOracle(model, (3, 224, 224), ["blocks.0"], slots=3)
+    oracle.token_order["blocks.0"] = order
+    units = [(0, 0), (7, 8), (28, 28), (55, 0), (55, 55), (31, 17)]
+    mismatches, _ = check_boxes(oracle, "blocks.0", r, units)
+    assert not mismatches, "\n".join(map(str, mismatches))
+
+
 # -- timm CNNs named in the issues ---------------------------------------------------------------
 
 
