@@ -20,9 +20,10 @@ stride; segmentation models: ``backbone.layer1..4``, ``classifier`` and the outp
 The analysis time is that of ``model_rf`` on the output (best of two when under 5 s),
 model construction not counted.  Every stage that is local on some axis (and the
 output, if local) is checked against the float64 gradient support of a linearised copy
-(tests/model_oracle.py) at three interior units: each unit's ``input_box`` must equal
-the gradient's box.  Token outputs are read in row-major order, but for timm's Hiera,
-whose blocks keep their tokens unrolled: its own ``reroll`` gives their order.  Models
+(tests/model_oracle.py) at three interior units (video: two, with two random inputs):
+each unit's ``input_box`` must equal the gradient's box.  Token outputs are read in
+row-major order, but for timm's Hiera, whose blocks keep their tokens unrolled: its own
+``reroll`` gives their order.  Models
 over 600 M parameters are built on the meta device (analysis only; too big for a
 float64 check here).
 
@@ -307,10 +308,13 @@ def check(
     # three units share a backward pass where memory allows (2D, up to 256x256); out of
     # memory, the rest is checked again one unit per backward pass
     slots = 3 if len(size) == 3 and size[1] * size[2] <= 256 * 256 else 1
+    # video: two inputs and two units per entry (float64 3D models are slow here)
+    inputs, per_entry = (2, 2) if len(size) == 4 else (3, 3)
     failed = errors = 0
     while todo:
         try:
-            oracle = GradientOracle(model, size, [p for _, p, _ in todo], slots=slots)
+            probes = [p for _, p, _ in todo]
+            oracle = GradientOracle(model, size, probes, slots=slots, inputs=inputs)
         except Exception as exc:
             if slots > 1 and _out_of_memory(exc):
                 slots = 1
@@ -322,7 +326,7 @@ def check(
                 oracle.token_order[probe] = order
         retry = []
         for summary, probe, r in todo:
-            units = interior_units(r.grid)
+            units = interior_units(r.grid)[:per_entry]
             try:
                 if retry:
                     raise MemoryError("retried one unit per backward pass")
