@@ -678,7 +678,8 @@ The same data, with every stage's node, grid and check, is in `docs/zoo.json`.
   (tests/model_oracle.py: activations the identity, max pools window sums, positive
   weights, three random positive inputs, a softmax weight below e^-50 of its row's
   largest counted as zero so that shifted-window masks of -100 are followed): at three
-  interior units each, the analysis' input box must equal the gradient's.  `pass (n)`: n
+  interior units each (video: two units, two inputs), the analysis' input box must equal
+  the gradient's.  `pass (n)`: n
   entries checked, all equal; `global`: nothing local to check; `**FAIL**`: see below.
 
 """
