@@ -227,3 +227,23 @@ def test_help_has_examples(capsys):
     assert exit_info.value.code == 0
     assert "rfmap model torchvision.models:resnet50 --input-size 3,224,224" in out
     assert "exit status" in out
+
+
+def test_measure_finds_channels_last_grids(capsys):
+    # torchvision's swin_t keeps its features channels last (N, H, W, C): the gradient
+    # check reads the unit on the analysis' grid (28x28 here), not on (W, C)
+    code, out, err = run(
+        capsys,
+        "model",
+        "torchvision.models:swin_t",
+        "--input-size",
+        "3,112,112",
+        "--layer",
+        "features.1",
+        "--unit",
+        "10,13",
+        "--measure",
+    )
+    assert err == ""
+    assert "measured box [28, 84) x [28, 84) matches the analytic box [28, 84) x [28, 84)" in out
+    assert code == 0

@@ -96,15 +96,78 @@ def _window(fn, n, unit):
     return measure_rf(_Fn(fn), (1, n), unit=(unit,)).box[0]
 
 
-def test_normalisations_and_activations_are_identity():
-    x = torch.randn(1, 4, 5, dtype=torch.float64)
+def test_activations_are_identity_and_normalisations_a_constant_scale():
+    x = torch.randn(1, 4, 5, dtype=torch.float64, requires_grad=True)
     with linearised():
         for f in (F.relu, F.gelu, F.silu, torch.sigmoid, torch.tanh, F.hardswish):
             assert torch.equal(f(x), x)
-        assert torch.equal(F.layer_norm(x, (5,)), x)
-        assert torch.equal(F.group_norm(x, 2), x)
-        assert torch.equal(nn.BatchNorm1d(4).eval().double()(x), x)
+        # normalisations divide by the root mean square, a constant for the gradient
+        rms_all = x.detach().pow(2).mean(dim=(1, 2), keepdim=True).sqrt()
+        rms_last = x.detach().pow(2).mean(dim=-1, keepdim=True).sqrt()
+        assert torch.allclose(F.layer_norm(x, (5,)), x / rms_last, rtol=1e-15, atol=0)
+        assert torch.allclose(F.group_norm(x, 2), x / rms_all, rtol=1e-15, atol=0)
+        assert torch.allclose(nn.BatchNorm1d(4).eval().double()(x), x / rms_all, rtol=1e-15)
+        norm = x.detach().norm(dim=-1, keepdim=True)
+        assert torch.allclose(F.normalize(x, dim=-1), x / norm, rtol=1e-15, atol=0)
+        (grad,) = torch.autograd.grad(F.layer_norm(x, (5,))[0, 1, 2], x)
+        expected = torch.zeros_like(x)
+        expected[0, 1, 2] = 1 / rms_last[0, 1, 0]
+        assert torch.allclose(grad, expected, rtol=1e-15, atol=0)
     assert not torch.equal(F.relu(x), x)  # and only inside the context
+    # constants (tensors that do not depend on the input) are computed as the model does
+    c = torch.randn(1, 4, 5, dtype=torch.float64)
+    with linearised():
+        assert torch.equal(F.relu(c), c.clamp_min(0))
+        assert torch.equal(F.layer_norm(c, (5,)), F.layer_norm(c, (5,)))
+
+
+def test_softmax_drops_weights_below_e_minus_50_only():
+    # A shifted window's mask adds -100: those weights are e^-100-tiny but non-zero in
+    # float64, and their gradient too.  Under linearised() they are exactly zero.
+    scores = torch.tensor([[0.0, 2.0, -47.5, -100.0, -49.0]], dtype=torch.float64)
+    x = scores.clone().requires_grad_(True)
+    plain = torch.softmax(x, -1)
+    (plain_grad,) = torch.autograd.grad(plain[0, 0], x)
+    assert plain[0, 3] > 0 and plain_grad[0, 3] != 0
+    with linearised():
+        for soft in (lambda t: torch.softmax(t, -1), lambda t: F.softmax(t, dim=-1)):
+            w = soft(x)
+            (grad,) = torch.autograd.grad(w[0, 0], x)
+            # relative to the largest weight (score 2): -47.5 is kept, -49 and -100 not
+            assert (w[0] != 0).tolist() == [True, True, True, False, False]
+            assert (grad[0] != 0).tolist() == [True, True, True, False, False]
+            kept = torch.softmax(scores[:, :3], -1)
+            assert torch.allclose(w[0, :3], kept[0], rtol=1e-14, atol=0)
+        w = x.softmax(dim=-1)
+        assert (w[0] != 0).tolist() == [True, True, True, False, False]
+
+
+@pytest.mark.parametrize("mask_kind", ["none", "float", "bool", "causal"])
+def test_attention_is_written_out_with_the_masked_softmax(mask_kind):
+    gen = torch.Generator().manual_seed(3)
+    q, k, v = (torch.rand(1, 2, 4, 3, dtype=torch.float64, generator=gen) for _ in range(3))
+    float_mask = torch.zeros(4, 4, dtype=torch.float64)
+    float_mask[0, 2:] = -100.0  # timm's shifted-window mask value
+    kwargs = {
+        "none": {},
+        "float": {"attn_mask": float_mask},
+        "bool": {"attn_mask": float_mask == 0},
+        "causal": {"is_causal": True},
+    }[mask_kind]
+    real = F.scaled_dot_product_attention(q, k, v, **kwargs)
+    v_in = v.clone().requires_grad_(True)
+    with linearised():
+        out = F.scaled_dot_product_attention(q, k, v_in, **kwargs)
+    assert torch.allclose(out, real, rtol=1e-10, atol=1e-30)
+    (grad,) = torch.autograd.grad(out[0, 0, 0].sum(), v_in)
+    read = (grad[0, 0] != 0).any(-1).tolist()
+    expected = {
+        "none": [True] * 4,
+        "float": [True, True, False, False],
+        "bool": [True, True, False, False],
+        "causal": [True, False, False, False],
+    }[mask_kind]
+    assert read == expected
 
 
 def test_linearised_copy_is_positive_and_separate():
@@ -119,6 +182,19 @@ def test_linearised_copy_is_positive_and_separate():
         model[0].weight.dtype == torch.float32
         and model[0].weight.data_ptr() != conv.weight.data_ptr()
     )
+
+
+def test_linearised_copy_keeps_derived_buffers():
+    # non-persistent buffers (attention masks, position tables) keep their values;
+    # persistent ones (running statistics) become 1 (or 0 for running means)
+    model = nn.BatchNorm1d(3)
+    mask = torch.tensor([[0.0, -100.0], [-100.0, 0.0]])
+    model.register_buffer("attn_mask", mask, persistent=False)
+    model.register_buffer("scale", torch.full((2,), -3.0))
+    clone = linearised_copy(model)
+    assert clone.attn_mask.dtype == torch.float64 and torch.equal(clone.attn_mask.float(), mask)
+    assert torch.all(clone.scale == 1) and torch.all(clone.running_var == 1)
+    assert torch.equal(model.attn_mask, mask) and clone.attn_mask.data_ptr() != mask.data_ptr()
 
 
 def test_model_is_left_untouched():
@@ -205,3 +281,72 @@ def test_constant_grouped_conv_shortcut_equals_pytorch(nd):
     expected = conv(x, w, groups=2)
     with linearised():
         assert torch.equal(conv(x, w, groups=2), expected)
+
+
+# -- output layouts: channels first, channels last, tokens ------------------------------
+
+
+class _Layout(nn.Module):
+    """A strided conv whose output is channels first, channels last or tokens (with a
+    class token in front)."""
+
+    def __init__(self, layout):
+        super().__init__()
+        self.layout = layout
+        self.conv = nn.Conv2d(1, 4, 3, stride=2, padding=1)
+        self.cls = nn.Parameter(torch.zeros(1, 1, 4))
+
+    def forward(self, x):
+        y = self.conv(x)
+        if self.layout == "last":
+            return y.permute(0, 2, 3, 1)
+        if self.layout == "tokens":
+            tokens = y.flatten(2).transpose(1, 2)
+            return torch.cat([self.cls.expand(len(x), -1, -1), tokens], 1)
+        return y
+
+
+@pytest.mark.parametrize("layout", ["first", "last", "tokens"])
+def test_measure_rf_finds_the_grid_in_any_layout(layout):
+    # 16x12 input, conv 3 / stride 2 / padding 1: grid 8x6; unit (i, j) reads rows
+    # [2i - 1, 2i + 2) and columns [2j - 1, 2j + 2), clipped to the input
+    model = _Layout(layout)
+    for unit in [(0, 0), (3, 4), (7, 5)]:
+        m = measure_rf(model, (1, 16, 12), unit=unit, grid=(8, 6))
+        i, j = unit
+        expected = ((max(0, 2 * i - 1), 2 * i + 2), (max(0, 2 * j - 1), min(12, 2 * j + 2)))
+        assert m.grid == (8, 6) and m.unit == unit and m.box == expected
+    boxes = measure_boxes(model, (1, 16, 12), [(3, 4), (7, 5)], grid=(8, 6))
+    assert boxes == [((5, 8), (7, 10)), ((13, 16), (9, 12))]
+
+
+def test_measure_rf_layout_errors_and_explicit_dims():
+    model = _Layout("last")
+    # without the grid only channels-first outputs have one: (8, 6, 4) is not (8, 6)
+    with pytest.raises(InvalidSpecError, match="outside the output grid"):
+        measure_rf(model, (1, 16, 12), unit=(7, 5))
+    assert measure_rf(model, (1, 16, 12), unit=(3, 4), spatial_dims=(1, 2), grid=(8, 6)).box == (
+        (5, 8),
+        (7, 10),
+    )
+    with pytest.raises(InvalidSpecError, match="cannot find the spatial grid"):
+        measure_rf(model, (1, 16, 12), unit=(3, 4), grid=(5, 6))
+    with pytest.raises(InvalidSpecError, match="spatial_dims must be 2 dims"):
+        measure_rf(model, (1, 16, 12), grid=(8, 6), spatial_dims=(1, 4))
+    with pytest.raises(InvalidSpecError, match="grid needs 2 extents"):
+        measure_rf(model, (1, 16, 12), grid=(8,))
+
+
+def test_spatial_dims_prefers_channels_first_when_ambiguous():
+    from rfmap.measure import spatial_dims, unit_index
+
+    assert spatial_dims((1, 8, 8, 8), (8, 8)) == (2, 3)
+    assert spatial_dims((2, 5, 8, 6), (8, 6)) == (2, 3)
+    assert spatial_dims((2, 8, 6, 5), (8, 6)) == (1, 2)
+    assert spatial_dims((2, 50, 7), (8, 6)) == (1, 1)  # two leading tokens
+    assert spatial_dims((2, 7, 30), (30,)) == (2,)
+    assert spatial_dims((2, 30, 7), (30,)) == (1,)
+    assert spatial_dims((1, 10), (1,)) == ()
+    assert unit_index((2, 50, 7), (1, 1), (8, 6), (1, 2)) == (slice(None), 2 + 8, slice(None))
+    with pytest.raises(InvalidSpecError, match="cannot find"):
+        spatial_dims((1, 40, 7), (8, 6))

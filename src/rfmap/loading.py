@@ -9,6 +9,7 @@ pickle protocol, a text file...), without PyTorch's own warnings.
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import importlib.util
 import os
@@ -268,6 +269,28 @@ def _takes_one_input(obj: Any) -> bool:
     return len(required) == 1
 
 
+def _timm_model(spec: str, weights: str | os.PathLike[str] | None) -> Any:
+    """``timm:NAME``: ``timm.create_model(NAME, pretrained=False)`` (random weights)."""
+    name = spec.partition(":")[2]
+    try:
+        import timm
+    except ImportError as exc:
+        raise ModelError(f"SPEC {spec!r} needs timm: pip install timm") from exc
+    if name not in timm.list_models():
+        close = difflib.get_close_matches(name, timm.list_models(), n=3)
+        hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
+        raise ModelError(f"timm has no model {name!r}{hint}")
+    try:
+        model = timm.create_model(name, pretrained=False)
+    except Exception as exc:
+        raise ModelError(f"timm.create_model({name!r}) failed: {_why(exc)}") from exc
+    if weights is not None:
+        from .gradient import require_torch
+
+        _load_weights(require_torch(), model, spec, Path(weights))
+    return model.eval()
+
+
 def load_any(spec: str, weights: str | os.PathLike[str] | None = None) -> Any:
     """The model SPEC names: a ``torch.nn.Module`` (as :func:`load_model` builds it), a
     Flax module, a Keras model, or a function ``f(x)`` (for JAX).
@@ -276,6 +299,8 @@ def load_any(spec: str, weights: str | os.PathLike[str] | None = None) -> Any:
     a function of one argument (the input), which is returned as it is.  ``weights``
     apply to PyTorch models only.
     """
+    if spec.startswith("timm:"):
+        return _timm_model(spec, weights)
     target = _import_target(spec)
     if _is_framework_model(target) or _takes_one_input(target):
         model = target

@@ -11,6 +11,21 @@ counted), and a positive input.  All Jacobian entries are then sums of products 
 positive numbers, so a position has a non-zero gradient exactly when some path links
 it to the unit.  The user's model is never modified (the copy is a deepcopy).
 
+Attention is the one place where the linearised copy keeps a non-linearity: a softmax
+(``softmax``, ``scaled_dot_product_attention``) is computed for real, except that a
+weight below ``e**-50`` times the largest of its row counts as zero -- the masks of
+shifted windows add ``-100`` (not ``-inf``), and the float64 gradient of a masked token is
+tiny but not zero; following the mask's intent, masked tokens are not read.  So that
+real attention weights never come near that threshold, normalisations divide their
+input by its (constant) root mean square instead of being the plain identity: the
+values stay of order one, and the gradient is still positive.  Only tensors that depend
+on the input are linearised: constants (masks, relative position tables) are computed
+as the model computes them, and the copy keeps the values of non-persistent buffers
+(derived constants such as attention masks).
+
+Outputs may be channels-first ``(N, C, *grid)``, channels-last ``(N, *grid, C)`` or
+tokens ``(N, T, C)``: :func:`spatial_dims` finds the dims of the spatial grid by size.
+
 This is the independent check of :mod:`rfmap.trace`, and its fallback for operations
 and models that cannot be analysed.  Needs PyTorch.
 """
@@ -41,6 +56,8 @@ __all__ = [
     "measure_model_rf",
     "measure_rf",
     "measure_windows",
+    "spatial_dims",
+    "unit_index",
 ]
 
 #: The input value fed to linearised copies (any positive value works).
@@ -52,7 +69,8 @@ def _words(text: str) -> frozenset[str]:
 
 
 #: Functions, methods and modules' functional forms that a linearised forward pass
-#: replaces by the identity: activations, dropout and normalisations.
+#: replaces by the identity on tensors that depend on the input: activations, dropout
+#: and normalisations (these divided by a constant scale, see ``_NORMS``).
 LINEARISED_OPS = _words(
     """
     relu relu_ relu6 hardtanh hardtanh_ leaky_relu leaky_relu_ elu elu_ selu selu_ celu
@@ -64,6 +82,15 @@ LINEARISED_OPS = _words(
     hardshrink softshrink
     """
 )
+
+
+#: Normalisations: in a linearised forward they divide their input by its root mean
+#: square (a constant for the gradient), so values stay of order one.
+_NORMS = _words("batch_norm layer_norm group_norm instance_norm rms_norm normalize")
+
+#: A softmax weight below ``e**-_MASKED`` times the largest weight of its row is zero in
+#: a linearised forward (an additive mask of -100 leaves weights of ``e**-100``).
+_MASKED = 50.0
 
 
 # -- linearisation ----------------------------------------------------------------------
@@ -209,7 +236,13 @@ class _Linearise:
         self.convs = {getattr(F, f"conv{n}d"): n for n in (1, 2, 3)} | {
             getattr(torch, f"conv{n}d"): n for n in (1, 2, 3)
         }
-        self.softmaxes = {F.softmax, torch.softmax, T.softmax}
+        self.norms: dict[Any, str] = {}
+        for owner in (F, torch, T):
+            for name in _NORMS:
+                fn = getattr(owner, name, None)
+                if fn is not None:
+                    self.norms[fn] = name
+        self.softmax = {F.softmax, torch.softmax, T.softmax}
         self.attention = {F.scaled_dot_product_attention}
 
     def mode(self) -> Any:
@@ -223,11 +256,22 @@ class _Linearise:
             def __torch_function__(self, func, types, args=(), kwargs=None):
                 kwargs = kwargs or {}
                 if func in outer.identity:
-                    return args[0] if args else next(iter(kwargs.values()))
-                if func in outer.softmaxes:
-                    return _alive_softmax(func, *args, **kwargs)
+                    x = args[0] if args else next(iter(kwargs.values()))
+                    if not _depends(x):  # a constant: computed as the model does
+                        return func(*args, **kwargs)
+                    norm = outer.norms.get(func)
+                    return x if norm is None else _rescaled(x, norm, args, kwargs)
+                if func in outer.softmax:
+                    b = bind_args(args, kwargs, ("input", "dim"))
+                    if _depends(b["input"]):
+                        return _masked_softmax(b["input"], b.get("dim", -1))
+                    return func(*args, **kwargs)
                 if func in outer.attention:
-                    return _attention(*args, **kwargs)
+                    names = ("query", "key", "value", "attn_mask", "dropout_p", "is_causal")
+                    b = bind_args(args, kwargs, names)
+                    if any(_depends(b[k]) for k in ("query", "key", "value")):
+                        return _attention(**b)
+                    return func(*args, **kwargs)
                 nd = outer.convs.get(func)
                 if nd:
                     fast = _constant_grouped_conv(nd, bind_args(args, kwargs, _CONV_NAMES))
@@ -273,18 +317,43 @@ class _Linearise:
         return Mode()
 
 
-#: Attention weights below this are not read (a mask's -100 leaves e^-100).
-DEAD_WEIGHT = math.exp(-50)
+def _depends(x: Any) -> bool:
+    """Whether ``x`` is a tensor that depends on the input (in a linearised forward the
+    parameters never need a gradient, so that is ``requires_grad``)."""
+    torch = require_torch()
+    return isinstance(x, torch.Tensor) and x.requires_grad
 
 
-def _alive_softmax(softmax: Any, scores: Any, *args: Any, **kwargs: Any) -> Any:
-    """A softmax whose weights below e^-50 are exactly zero, with no gradient: the pairs
-    a mask removes (-100 leaves e^-100) are not read, not even through the sum."""
-    weights = softmax(scores, *args, **kwargs)
-    dead = weights.detach() < DEAD_WEIGHT
-    if not dead.any():
-        return weights
-    return softmax(scores.masked_fill(dead, float("-inf")), *args, **kwargs)
+def _rescaled(x: Any, norm: str, args: Sequence[Any], kwargs: dict[str, Any]) -> Any:
+    """A normalisation in a linearised forward: ``x`` divided by its root mean square
+    (per sample; per position for layer and RMS norms; ``normalize``: by its norm), a
+    constant for the gradient."""
+    if x.dim() <= 1:
+        dims: tuple[int, ...] = tuple(range(x.dim()))
+    elif norm in ("layer_norm", "rms_norm"):
+        shape = bind_args(args, kwargs, ("input", "normalized_shape")).get("normalized_shape")
+        count = 1 if isinstance(shape, int) else len(shape or (0,))
+        dims = tuple(range(x.dim() - count, x.dim()))
+    elif norm == "normalize":  # the op's own norm, so cosine attention keeps its scale
+        b = bind_args(args, kwargs, ("input", "p", "dim"))
+        p, dim = float(b.get("p", 2.0)), int(b.get("dim", 1))
+        return x / x.detach().norm(p=p, dim=dim, keepdim=True).clamp_min(1e-300)
+    else:
+        dims = tuple(range(1, x.dim()))
+    scale = x.detach().pow(2).mean(dim=dims, keepdim=True).sqrt().clamp_min(1e-300)
+    return x / scale
+
+
+def _masked_softmax(x: Any, dim: int | None) -> Any:
+    """A softmax whose weights below ``e**-50`` times the row's largest are exactly zero
+    (they do not depend on their score at all)."""
+    torch = require_torch()
+    dim = -1 if dim is None else dim
+    top = x.detach().amax(dim=dim, keepdim=True)
+    top = torch.where(torch.isfinite(top), top, torch.zeros_like(top))
+    keep = x.detach() >= top - _MASKED
+    weights = torch.exp(x - top) * keep
+    return weights / weights.sum(dim=dim, keepdim=True)
 
 
 def _attention(
@@ -297,24 +366,24 @@ def _attention(
     scale: float | None = None,
     enable_gqa: bool = False,
 ) -> Any:
-    """Scaled dot-product attention written out, with :func:`_alive` weights."""
+    """``scaled_dot_product_attention`` written out, with :func:`_masked_softmax`."""
     torch = require_torch()
     if enable_gqa and key.shape[-3] != query.shape[-3]:
         repeat = query.shape[-3] // key.shape[-3]
-        key = key.repeat_interleave(repeat, -3)
-        value = value.repeat_interleave(repeat, -3)
-    factor = 1 / math.sqrt(query.shape[-1]) if scale is None else scale
+        key = key.repeat_interleave(repeat, dim=-3)
+        value = value.repeat_interleave(repeat, dim=-3)
+    factor = 1.0 / math.sqrt(query.shape[-1]) if scale is None else scale
     scores = query @ key.transpose(-2, -1) * factor
+    n, s = scores.shape[-2:]
     if is_causal:
-        n, m = scores.shape[-2:]
-        causal = torch.ones(n, m, dtype=torch.bool, device=scores.device).tril()
+        causal = torch.ones(n, s, dtype=torch.bool, device=scores.device).tril()
         scores = scores.masked_fill(~causal, float("-inf"))
     if attn_mask is not None:
         if attn_mask.dtype == torch.bool:
             scores = scores.masked_fill(~attn_mask, float("-inf"))
         else:
             scores = scores + attn_mask
-    return _alive_softmax(torch.softmax, scores, -1) @ value
+    return _masked_softmax(scores, -1) @ value
 
 
 _LINEARISE: _Linearise | None = None
@@ -322,8 +391,10 @@ _LINEARISE: _Linearise | None = None
 
 @contextlib.contextmanager
 def linearised() -> Iterator[None]:
-    """Within this context every forward pass is linear: activations, dropout and
-    normalisations are the identity and max-pools count every window element."""
+    """Within this context every forward pass is linear where it depends on the input:
+    activations and dropout are the identity, normalisations a constant scale, max-pools
+    count every window element, and softmax weights below ``e**-50`` of their row's
+    largest are zero (see the module docstring)."""
     global _LINEARISE
     if _LINEARISE is None:
         _LINEARISE = _Linearise()
@@ -335,9 +406,10 @@ def linearised_copy(model: Any) -> Any:
     """A float64, eval-mode deepcopy of ``model`` with positive parameters.
 
     Weights (parameters with 2 or more dimensions) become ``1/fan_in``, every other
-    floating parameter 1; running variances become 1 and running means 0, and other
-    floating buffers (attention masks, fixed position tables) keep their values.  The
-    parameters are created directly with these values (the model's own
+    floating parameter 1; persistent floating buffers become 1 (running variances,
+    frozen batch-norm scales) or 0 (running means).  Non-persistent floating buffers are
+    derived constants (attention masks, position tables): they keep their values, in
+    float64.  The parameters are created directly with these values (the model's own
     data is never copied).  Use the copy under :func:`linearised`.
     """
     torch = require_torch()
@@ -348,15 +420,16 @@ def linearised_copy(model: Any) -> Any:
         value = 1.0 / max(1, param[0].numel()) if param.dim() >= 2 else 1.0
         data = torch.full(param.shape, value, dtype=torch.float64, device=param.device)
         memo[id(param)] = torch.nn.Parameter(data, requires_grad=False)
-    for name, buf in model.named_buffers():
-        if id(buf) in memo or not buf.is_floating_point():
-            continue
-        if name.endswith(("running_mean", "running_var")):
+    for module in model.modules():
+        derived = module._non_persistent_buffers_set
+        for name, buf in module._buffers.items():
+            if buf is None or id(buf) in memo or not buf.is_floating_point():
+                continue
+            if name in derived:
+                memo[id(buf)] = buf.detach().to(torch.float64, copy=True)
+                continue
             value = 0.0 if name.endswith("running_mean") else 1.0
             memo[id(buf)] = torch.full(buf.shape, value, dtype=torch.float64, device=buf.device)
-        else:
-            # other buffers (attention masks, fixed position tables) keep their values
-            memo[id(buf)] = buf.detach().to(torch.float64).clone()
     try:
         clone = copy.deepcopy(model, memo)
     except Exception as exc:
@@ -395,10 +468,71 @@ def _find_layer(model: Any, layer: str) -> Any:
         return None
 
 
+def spatial_dims(shape: Sequence[int], grid: Sequence[int]) -> tuple[int, ...]:
+    """The dims of a batch-first tensor of ``shape`` that hold the spatial ``grid``,
+    matched by size.
+
+    Channels first ``(N, C, *grid)`` gives ``(2, 3, ...)``, channels last
+    ``(N, *grid, C)`` gives ``(1, 2, ...)``, and tokens ``(N, T, C)`` -- ``T`` being the
+    grid's size plus any leading class or register tokens -- give ``(1, 1, ...)``: the
+    axes flattened row-major into dim 1.  Where several layouts fit, channels first
+    wins, then channels last.  A grid of ones that no layout fits (logits) has no
+    spatial dims: ``()``.
+
+    >>> spatial_dims((1, 96, 56, 56), (56, 56)), spatial_dims((1, 56, 56, 96), (56, 56))
+    ((2, 3), (1, 2))
+    >>> spatial_dims((1, 197, 192), (14, 14)), spatial_dims((1, 1000), (1, 1))
+    ((1, 1), ())
+    """
+    shape, grid = tuple(int(n) for n in shape), tuple(int(n) for n in grid)
+    n = len(grid)
+    if len(shape) == n + 2 and shape[2:] == grid:
+        return tuple(range(2, n + 2))
+    if len(shape) == n + 2 and shape[1 : n + 1] == grid:
+        return tuple(range(1, n + 1))
+    if all(g == 1 for g in grid):
+        return ()
+    if len(shape) == 3 and shape[1] >= math.prod(grid):
+        return (1,) * n
+    raise InvalidSpecError(
+        f"cannot find the spatial grid {list(grid)} in an output of shape {list(shape)} "
+        "(channels first, channels last or tokens); pass spatial_dims"
+    )
+
+
+def unit_index(
+    shape: Sequence[int], dims: Sequence[int], grid: Sequence[int], unit: Sequence[int]
+) -> tuple[Any, ...]:
+    """The index of ``unit`` (of ``grid``) in a tensor of ``shape`` whose spatial axes are
+    in ``dims`` (see :func:`spatial_dims`); other dims are whole slices.
+
+    >>> unit_index((1, 197, 192), (1, 1), (14, 14), (2, 3))
+    (slice(None, None, None), 32, slice(None, None, None))
+    """
+    index: list[Any] = [slice(None)] * len(shape)
+    axes_of: dict[int, list[int]] = {}
+    for axis, d in enumerate(dims):
+        axes_of.setdefault(int(d), []).append(axis)
+    for d, axes in axes_of.items():
+        position = 0
+        for a in axes:
+            position = position * int(grid[a]) + int(unit[a])
+        # leading class/register tokens come first
+        index[d] = int(shape[d]) - math.prod(int(grid[a]) for a in axes) + position
+    return tuple(index)
+
+
 class _Prepared:
     """A linearised copy, run once, ready to backpropagate any number of units."""
 
-    def __init__(self, model: Any, input_size: Sequence[int], layer: str | None) -> None:
+    def __init__(
+        self,
+        model: Any,
+        input_size: Sequence[int],
+        layer: str | None,
+        grid: Sequence[int] | None = None,
+        dims: Sequence[int] | None = None,
+    ) -> None:
         torch = require_torch()
         self.input_size = parse_input_size(input_size)
         self.ndim = len(self.input_size) - 1
@@ -446,15 +580,35 @@ class _Prepared:
                 "the input (no tensor with a gradient)"
             )
         self.out = tensor
-        spatial = tuple(tensor.shape[2:]) if tensor.dim() == self.ndim + 2 else ()
-        self.grid = spatial
+        shape = tuple(tensor.shape)
+        if grid is None:
+            spatial = shape[2:] if tensor.dim() == self.ndim + 2 else ()
+            self.grid: tuple[int, ...] = spatial
+            self.dims: tuple[int, ...] = tuple(range(2, 2 + self.ndim)) if spatial else ()
+            return
+        grid = tuple(int(n) for n in grid)
+        if len(grid) != self.ndim:
+            raise InvalidSpecError(
+                f"grid needs {self.ndim} extents (one per spatial axis), got {list(grid)}"
+            )
+        if dims is None:
+            dims = spatial_dims(shape, grid)
+        elif len(dims) != self.ndim or not all(
+            isinstance(d, int) and 1 <= d < len(shape) for d in dims
+        ):
+            raise InvalidSpecError(
+                f"spatial_dims must be {self.ndim} dims of the output (1 to {len(shape) - 1}, "
+                f"its shape being {list(shape)}), got {list(dims)}"
+            )
+        self.dims = tuple(dims)
+        self.grid = grid if self.dims else ()
 
     def support(self, unit: Sequence[int] | None) -> np.ndarray:
         """Boolean map (input spatial shape) of positions with a non-zero gradient."""
         torch = require_torch()
         if self.grid:
             units = _normalise_unit(unit, self.grid, self.layer or "output")
-            index = (slice(None), slice(None), *units)
+            index = unit_index(self.out.shape, self.dims, self.grid, units)
             selected = self.out[index].sum()
         else:
             selected = self.out.sum()
@@ -550,6 +704,8 @@ def measure_rf(
     unit: Sequence[int] | None = None,
     *,
     layer: str | None = None,
+    grid: Sequence[int] | None = None,
+    spatial_dims: Sequence[int] | None = None,
 ) -> MeasuredRF:
     """Measure which input positions output ``unit`` depends on, with the gradient.
 
@@ -566,6 +722,13 @@ def measure_rf(
     layer
         Measure an intermediate output instead: a module name (``"layer2"``) or a
         ``torch.fx`` node name.
+    grid
+        The output's spatial grid, one extent per input axis, e.g. the analysis'
+        :attr:`~rfmap.receptive.ReceptiveField.grid`.  Its dims are then found by size
+        (:func:`spatial_dims`), so channels-last ``(N, H, W, C)`` and token ``(N, T, C)``
+        outputs work.  Default: ``(N, C, *grid)`` outputs only.
+    spatial_dims
+        The output dims of the grid's axes, when matching by size is not wanted.
 
     >>> import torch
     >>> net = torch.nn.Sequential(torch.nn.Conv2d(1, 1, 3, padding=1), torch.nn.MaxPool2d(2))
@@ -574,7 +737,7 @@ def measure_rf(
     (((1, 5), (1, 5)), (4, 4))
     """
     require_torch()
-    prepared = _Prepared(model, input_size, layer)
+    prepared = _Prepared(model, input_size, layer, grid, spatial_dims)
     units = _normalise_unit(unit, prepared.grid, layer or "output") if prepared.grid else ()
     mask = prepared.support(units if prepared.grid else None)
     return MeasuredRF(
@@ -593,9 +756,11 @@ def measure_boxes(
     units: Sequence[Sequence[int]],
     *,
     layer: str | None = None,
+    grid: Sequence[int] | None = None,
+    spatial_dims: Sequence[int] | None = None,
 ) -> list[tuple[tuple[int, int], ...]]:
     """Gradient support boxes of several units with one forward pass (see :func:`measure_rf`)."""
-    prepared = _Prepared(model, input_size, layer)
+    prepared = _Prepared(model, input_size, layer, grid, spatial_dims)
     return [prepared.box(u if prepared.grid else None) for u in units]
 
 

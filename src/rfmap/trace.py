@@ -27,7 +27,7 @@ from __future__ import annotations
 import contextlib
 import enum
 import gc
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from .errors import InvalidSpecError, ModelError
@@ -36,12 +36,16 @@ from .frontends.torch_rules import OpContext, register_module_rule, register_rul
 from .gradient import require_torch
 from .loading import parse_input_size
 from .receptive import ReceptiveField, graph_rf
+from .stages import LayersRF
 
 __all__ = [
+    "LayersRF",
     "Method",
     "OpContext",
     "TracedModel",
     "model_rf",
+    "model_rfs",
+    "model_stages",
     "register_module_rule",
     "register_rule",
     "trace_model",
@@ -184,3 +188,103 @@ def _method(method: Method | str) -> Method:
     except ValueError:
         choices = ", ".join(m.value for m in Method)
         raise InvalidSpecError(f"method must be one of {choices}, got {method!r}") from None
+
+
+def model_rfs(
+    model: Any,
+    input_size: Sequence[int],
+    layers: Sequence[str | None],
+    *,
+    method: Method | str = Method.AUTO,
+) -> LayersRF:
+    """Receptive fields of several ``layers`` of ``model``, with one capture.
+
+    ``layers`` are module or node names as for :func:`model_rf` (``None``: the output,
+    named ``"output"``).  Each is analysed from the same graph, so asking for many
+    layers costs little more than asking for one.  ``method`` is as for
+    :func:`model_rf`; a model measured whole is measured once per layer.
+
+    >>> import torch
+    >>> net = torch.nn.Sequential(torch.nn.Conv1d(1, 1, 3), torch.nn.Conv1d(1, 1, 3, stride=2))
+    >>> r = model_rfs(net, (1, 16), ["0", "1"])
+    >>> [(name, f.receptive_field, f.stride) for name, f in r.layers]
+    [('0', (3,), (1,)), ('1', (5,), (2,))]
+    """
+    if isinstance(layers, str):
+        raise InvalidSpecError(f"layers must be a sequence of names, got the string {layers!r}")
+    names = [("output" if layer is None else layer, layer) for layer in layers]
+    if not names:
+        raise InvalidSpecError("layers must name at least one layer")
+    return _several(
+        model,
+        input_size,
+        method,
+        lambda traced: ([(n, traced.resolve(layer)) for n, layer in names], "layers"),
+        names,
+    )
+
+
+def model_stages(
+    model: Any, input_size: Sequence[int], *, method: Method | str = Method.AUTO
+) -> LayersRF:
+    """Receptive fields of the stages of ``model``, with one capture: timm's
+    ``feature_info`` modules, the outputs of a model with several (a feature pyramid,
+    timm ``features_only``), or the last module at each effective stride (see
+    :func:`rfmap.stages.stage_layers`).
+
+    >>> import torch
+    >>> net = torch.nn.Sequential(torch.nn.Conv1d(1, 1, 3), torch.nn.Conv1d(1, 1, 3, stride=2),
+    ...                           torch.nn.ReLU(), torch.nn.Conv1d(1, 1, 3, stride=2))
+    >>> r = model_stages(net, (1, 32))
+    >>> r.chosen_by, r.names(), [f.stride for _, f in r.layers]
+    ('the last module at each stride', ['0', '2', '3'], [(1,), (2,), (4,)])
+    """
+    from .stages import stage_layers, timm_stage_modules
+
+    modules = timm_stage_modules(model)
+    fallback = None if modules is None else [(m, m) for m in modules]
+    return _several(model, input_size, method, lambda t: stage_layers(model, t), fallback)
+
+
+def _several(
+    model: Any,
+    input_size: Sequence[int],
+    method: Method | str,
+    pick: Callable[[Traced], tuple[list[tuple[str, str]], str]],
+    fallback: Sequence[tuple[str, str | None]] | None,
+) -> LayersRF:
+    """Capture ``model`` once and analyse the nodes ``pick`` chooses from the capture;
+    when the model is measured whole, measure each layer of ``fallback``."""
+    torch = require_torch()
+    from .frontends import torch as frontend
+    from .stages import several_rf
+
+    method = _method(method)
+    size = parse_input_size(input_size)
+    if not isinstance(model, torch.nn.Module):
+        raise ModelError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    reason = ""
+    if method is not Method.MEASURE:
+        model = frontend.copy_if_lazy(model)
+        try:
+            with _gc_paused(), _eval_mode(model):
+                traced = frontend.trace(model, size, method.value)
+                pairs, rule = pick(traced)
+                return several_rf(traced, pairs, size[1:], rule)
+        except frontend.GiveUp as exc:
+            if method is Method.ANALYTIC:
+                raise ModelError(f"cannot analyse the model: {exc}") from exc
+            reason = f"measured as a whole: {exc}"
+    if fallback is None:
+        raise ModelError(
+            "this model is measured whole"
+            + (f" ({reason})" if reason else " (method='measure')")
+            + ", so its stages are unknown: name the layers instead"
+        )
+    from .measure import measure_model_rf
+
+    with _eval_mode(model):
+        layers = tuple(
+            (name, measure_model_rf(model, size, layer, reason=reason)) for name, layer in fallback
+        )
+    return LayersRF(tuple(size[1:]), layers, "layers")

@@ -33,6 +33,8 @@ examples:
   rfmap model torchvision.models:alexnet --input-size 3,128,128 --layer features --measure
   rfmap model my_flax.py:ResNet --input-size 3,64,64 --layer block1.conv1
   rfmap model my_keras.py:build_tcn --input-size 3,200 --measure
+  rfmap model torchvision.models:resnet50 --input-size 3,224,224 --layer layer1,layer2,layer3
+  rfmap model timm:convnext_tiny --input-size 3,224,224 --stages --json
 
 An ONNX file (SPEC ending in .onnx) is read with the onnx package (pip install
 'rfmap[onnx]'); --input-size stays C,H,W whatever the model's layout, --layer takes an
@@ -76,7 +78,15 @@ def register(subparsers: Any) -> None:
         metavar="NODE",
         help="a module name (layer1.0) or a row of the table (layer1.0.add); an ONNX node "
         "or tensor name; a Flax module path (block1.conv1) or a Keras layer name; "
-        "default: the output",
+        "default: the output.  Several, comma-separated (layer1,layer2,layer3), print one "
+        "row per layer (PyTorch)",
+    )
+    p.add_argument(
+        "--stages",
+        action="store_true",
+        help="one row per stage (PyTorch): timm's feature_info modules, the outputs of a model "
+        "with several (feature pyramids, timm features_only), else the last module at each "
+        "stride",
     )
     p.add_argument(
         "--unit",
@@ -140,6 +150,42 @@ def _is_onnx(spec: str) -> bool:
     )
 
 
+def _layer_list(args: argparse.Namespace) -> list[str] | None:
+    """The layers of ``--layer a,b,c`` (None for one layer); bad combinations are errors."""
+    several = args.layer is not None and "," in args.layer
+    if args.stages and args.layer is not None:
+        raise CLIError("--stages and --layer cannot be combined: --stages chooses the layers")
+    if not several and not args.stages:
+        return None
+    option = "--stages" if args.stages else "several --layer names"
+    for flag, given in (("--unit", args.unit), ("--measure", args.measure), ("--all", args.all)):
+        if given:
+            raise CLIError(f"{flag} takes one layer, not {option}")
+    if not several:
+        return []
+    names = [name.strip() for name in args.layer.split(",")]
+    if any(not name for name in names):
+        raise CLIError(f"--layer: empty layer name in {args.layer!r}")
+    return names
+
+
+def _run_several(
+    args: argparse.Namespace, model: Any, size: tuple[int, ...], names: list[str]
+) -> int:
+    """``--layer a,b,c`` or ``--stages``: one row per layer, from one capture."""
+    from ..trace import model_rfs, model_stages
+
+    if names:
+        result = model_rfs(model, size, names, method=args.method)
+    else:
+        result = model_stages(model, size, method=args.method)
+    if args.json:
+        print_json(result.to_dict())
+    else:
+        print(result)
+    return 0
+
+
 def run_model(args: argparse.Namespace) -> int:
     if _is_onnx(args.spec):
         return _run_onnx(args)
@@ -149,6 +195,7 @@ def run_model(args: argparse.Namespace) -> int:
     from ..loading import load_any, parse_input_size
 
     parse_input_size(args.input_size)  # check the syntax before importing the model
+    names = _layer_list(args)
     unit = parse_unit(args.unit)
     prepare_keras_backend()  # before the SPEC's module imports Keras
     model = load_any(args.spec, args.weights)
@@ -161,14 +208,22 @@ def run_model(args: argparse.Namespace) -> int:
         if args.channels == "last":
             raise CLIError("--channels last: PyTorch models take channels first")
         size = parse_input_size(args.input_size, _spatial_dims(model))
+        if names is not None:
+            return _run_several(args, model, size, names)
         result = model_rf(model, size, args.layer, method=args.method)
 
         def measure(chosen: tuple[int, ...] | None) -> Any:
             from ..measure import measure_rf
 
-            return measure_rf(model, size, chosen, layer=args.layer).box
+            # the analysis knows the grid: its dims are found by size in the module's
+            # output (channels first, channels last as in Swin, or tokens)
+            spatial = chosen is not None and result.method != "measured"
+            grid = result.grid if spatial else None
+            return measure_rf(model, size, chosen, layer=args.layer, grid=grid).box
 
         return _report(args, result, unit, measure, "gradient check")
+    if names is not None:
+        raise CLIError("several --layer names and --stages are for PyTorch models")
     from ..frontends.jax_models import open_model
 
     session = open_model(model, parse_input_size(args.input_size), args.channels or "last")
@@ -187,6 +242,8 @@ def _run_onnx(args: argparse.Namespace) -> int:
         raise CLIError("--weights is for PyTorch models; an ONNX file holds its weights")
     if args.channels == "last":
         raise CLIError("--channels last: ONNX inputs are read as the file declares them")
+    if _layer_list(args) is not None:
+        raise CLIError("several --layer names and --stages are for PyTorch models")
     size = parse_input_size(args.input_size)
     unit = parse_unit(args.unit)
     model = frontend.load_onnx(args.spec)
