@@ -81,6 +81,7 @@ _SUBMODULES = (
     "receptive",
     "report",
     "specs",
+    "stages",
     "tcn",
     "trace",
     "windows",
