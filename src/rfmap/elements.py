@@ -38,7 +38,17 @@ class ElementTable:
     def id_array(self, node: str, units: np.ndarray) -> np.ndarray:
         """Ids for ``units`` (shape ``(..., ndim)``) of ``node``."""
         flat = units.reshape(-1, self.ndim)
-        unique, inverse = np.unique(flat, axis=0, return_inverse=True)
+        if not len(flat):
+            return np.empty(units.shape[:-1], dtype=np.int64)
+        # One int64 key per row (mixed radix over the columns' ranges): a 1D unique
+        # is an order of magnitude faster than np.unique(axis=0).
+        low = flat.min(axis=0)
+        span = flat.max(axis=0) - low + 1
+        keys = np.zeros(len(flat), dtype=np.int64)
+        for a in range(self.ndim):
+            keys = keys * span[a] + (flat[:, a] - low[a])
+        _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+        unique = flat[first]
         lookup = np.empty(len(unique), dtype=np.int64)
         for k, row in enumerate(unique.tolist()):
             key = (node, tuple(int(v) for v in row))
@@ -94,8 +104,9 @@ def to_ref(b: GraphBuilder, ids: np.ndarray) -> TensorRef:
     if (ids < 0).all():
         return TensorRef(shape, ())
     table = b.elements
-    node_of = np.asarray([b.nodes_index[n] for n in table.nodes], dtype=np.int64)
-    names = list(b.nodes_index)
+    index = b.nodes_index
+    node_of = np.asarray([index[n] for n in table.nodes], dtype=np.int64)
+    names = list(index)
     units = np.asarray(table.units, dtype=np.int64).reshape(-1, b.ndim)
     safe = np.where(ids < 0, 0, ids)
     which = np.where(ids < 0, -1, node_of[safe])
