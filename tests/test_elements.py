@@ -94,3 +94,56 @@ def _halo(dim, block, halo):
     from timm.layers.halo_attn import HaloAttn
 
     return HaloAttn(dim, num_heads=2, block_size=block, halo_size=halo)
+
+
+class _TokenBlockPool(torch.nn.Module):
+    """Pools blocks of ``k`` flattened tokens (blocks that straddle rows when ``k`` does
+    not divide the width, as NextViT's key pooling does), then either lays the pooled
+    tokens out as a map of ``grid`` or, as NextViT does, uses them as the keys and
+    values of attention from every token."""
+
+    def __init__(self, k: int, grid: tuple[int, int] | None) -> None:
+        super().__init__()
+        self.k, self.grid = k, grid
+        self.conv = torch.nn.Conv2d(3, 4, 3, padding=1)
+        self.mix = torch.nn.Conv2d(4, 4, 3, padding=1)
+
+    def forward(self, x):
+        x = self.conv(x)
+        n, c, h, w = x.shape
+        pooled = torch.nn.functional.avg_pool1d(x.reshape(n, c, h * w), self.k, self.k)
+        if self.grid is not None:
+            return pooled.reshape(n, c, *self.grid)
+        q = x.reshape(n, c, h * w).transpose(1, 2)
+        kv = pooled.transpose(1, 2)
+        y = torch.nn.functional.scaled_dot_product_attention(q, kv, kv)
+        return self.mix(y.transpose(1, 2).reshape(n, c, h, w))
+
+
+@pytest.mark.parametrize("k, size", [(4, (3, 6, 6)), (5, (3, 5, 7)), (16, (3, 8, 6))])
+def test_attention_over_pooled_tokens_is_derived_and_equals_the_gradient(k, size):
+    torch.manual_seed(0)
+    model = _TokenBlockPool(k, None).eval()
+    r = model_rf(model, size)
+    assert r.method == "analytic" and r.measured_nodes == ()
+    pooled = [row for row in r.layers if row.name.startswith("avg_pool")]
+    assert len(pooled) == size[1] * size[2] // k  # a node per pooled token
+    oracle = GradientOracle(model, size, [None], slots=4)
+    mismatches, _ = check_boxes(oracle, None, r, corner_units(r.grid))
+    assert not mismatches, "\n".join(map(str, mismatches))
+
+
+@pytest.mark.parametrize(
+    "k, size, grid", [(4, (3, 6, 6), (3, 3)), (5, (3, 5, 7), (7, 1)), (3, (3, 4, 5), (2, 3))]
+)
+def test_pooled_tokens_laid_out_as_a_map_are_never_read_whole(k, size, grid):
+    # a node per pooled token has no position in the new map: rfmap must not merge
+    # them into one node that reads every token (it measures the model instead)
+    torch.manual_seed(0)
+    model = _TokenBlockPool(k, grid).eval()
+    r = model_rf(model, size)
+    assert r.grid == grid
+    oracle = GradientOracle(model, size, [None], slots=4)
+    units = [(i, j) for i in range(grid[0]) for j in range(grid[1])]
+    mismatches, _ = check_boxes(oracle, None, r, units)
+    assert not mismatches, "\n".join(map(str, mismatches))

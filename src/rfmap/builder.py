@@ -129,6 +129,8 @@ class GraphBuilder(LayoutOps):
     namer: Callable[[str], str | tuple[str, str]] | None = None
     _counts: dict[str, int] = field(default_factory=dict)
     _elements: ElementTable | None = None
+    #: Nodes of one unit that stand for a pooled token (:func:`rfmap.elements.reduce_ids`).
+    _token_nodes: set[str] | None = None
 
     @property
     def elements(self) -> ElementTable:
@@ -358,6 +360,10 @@ class GraphBuilder(LayoutOps):
                 and all(isinstance(r, Same) and r.dim == d for d, r in enumerate(only[1]))
             ):
                 return only[0]  # an element-wise op keeps every element where it is
+            if len(kept) == 1 and not any(isinstance(r, Slide) for r in only[1]):
+                from .elements import reduce_ids
+
+                return reduce_ids(self, name, op, shape, only[0], only[1])
             raise Unsupported("an operation on a tensor whose elements follow no layout")
         for x, rel in kept:
             if len(rel) != len(x.shape):
