@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import math
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -146,6 +147,10 @@ class GradientOracle:
         out = self.outputs[layer]
         if dims is None:
             dims = spatial_dims(out.shape, grid)
+        if dims and dims[0] == 0:  # tokens folded into the batch: unfold them
+            tokens = math.prod(int(g) for g in grid)
+            out = out.reshape(out.shape[0] // tokens, tokens, *out.shape[1:])
+            dims = (1,) * len(dims)
         masks: list[np.ndarray] = []
         n = self.inputs
         order = self.token_order.get(layer)

@@ -350,3 +350,23 @@ def test_spatial_dims_prefers_channels_first_when_ambiguous():
     assert unit_index((2, 50, 7), (1, 1), (8, 6), (1, 2)) == (slice(None), 2 + 8, slice(None))
     with pytest.raises(InvalidSpecError, match="cannot find"):
         spatial_dims((1, 40, 7), (8, 6))
+
+
+def test_tokens_folded_into_the_batch():
+    # TNT's pixel tokens: (N * T, pixels, C), one sequence of pixels per patch token
+    torch = pytest.importorskip("torch")
+    from rfmap.measure import spatial_dims, unit_index
+
+    assert spatial_dims((2 * 48, 16, 5), (8, 6)) == (0, 0)
+    index = unit_index((2 * 48, 16, 5), (0, 0), (8, 6), (1, 2))
+    out = torch.arange(2 * 48).reshape(2 * 48, 1, 1).expand(2 * 48, 16, 5)
+    assert sorted(set(out[index].flatten().tolist())) == [8, 48 + 8]  # token 8 of each sample
+
+    class Folded(torch.nn.Module):
+        def forward(self, x):  # (1, 1, 8, 6) -> 4x3 blocks of 2x2 pixels, folded
+            n, c = x.shape[:2]
+            blocks = x.reshape(n, c, 4, 2, 3, 2).permute(0, 2, 4, 3, 5, 1)
+            return blocks.reshape(n * 12, 4, c).cumsum(1)
+
+    assert measure_rf(Folded(), (1, 8, 6), unit=(1, 2), grid=(4, 3)).box == ((2, 4), (4, 6))
+    assert measure_rf(Folded(), (1, 8, 6), unit=(3, 0), grid=(4, 3)).box == ((6, 8), (0, 2))

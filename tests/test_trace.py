@@ -767,3 +767,17 @@ def test_module_registered_under_two_names():
     assert r.receptive_field == (6, 6) and r.stride == (2, 2) and r.padding == (2, 2)
     ops = [row.op for row in r.layers]
     assert ops == ["input", "Conv2d", "Conv2d", "Conv2d", "add", "MaxPool2d"]
+
+
+def test_an_axis_pooled_to_one_position_keeps_it_through_squeeze():
+    # max_pool1d runs as unsqueeze, max_pool2d, squeeze: the squeeze must drop the
+    # inserted dim, not the pooled axis (found by test_random_dags_match_the_gradient)
+    net = torch.nn.Sequential(
+        torch.nn.MaxPool1d(3, stride=1, dilation=2), torch.nn.Conv1d(2, 2, 1, padding=1)
+    )
+    r = model_rf(net, (2, 5))
+    assert r.grid == (3,)
+    assert [r.input_box((u,)) for u in range(3)] == [((0, 0),), ((0, 5),), ((0, 0),)]
+    assert [r.input_box((u,)) for u in range(3)] == [
+        b for b in measure_boxes(net, (2, 5), [(0,), (1,), (2,)])
+    ]

@@ -26,7 +26,7 @@ import numpy as np
 from .windows import IDENTITY, Table, Window
 
 if TYPE_CHECKING:
-    from .builder import GraphBuilder, TensorRef
+    from .builder import GraphBuilder, Part, TensorRef
 
 __all__ = ["DEAD_BELOW", "Scores", "mask_scores", "read_masked"]
 
@@ -81,13 +81,15 @@ def read_masked(
     if int(np.prod(v.shape[:-2], dtype=np.int64)) != batch or v.shape[-2] != nk:
         return None
     ndim = b.ndim
-    uq = _part_units(q, ndim).reshape(batch, nq, -1, ndim)
-    uk = _part_units(kt, ndim).reshape(batch, -1, nk, ndim)
-    uv = _part_units(vp, ndim).reshape(batch, nk, -1, ndim)
-    # a query's position must not depend on its features (nor keys' and values')
-    if not ((uq == uq[:, :, :1]).all() and (uk == uk[:, :1]).all() and (uv == uv[:, :, :1]).all()):
+    # a query's position must not depend on its features (nor keys' and values'): then
+    # the first feature of each gives the positions
+    firsts = [_first_feature(p, d) for p, d in ((q, -1), (kt, -2), (vp, -1))]
+    if any(p is None for p in firsts):
         return None
-    uq, uk, uv = uq[:, :, 0], uk[:, 0], uv[:, :, 0]
+    q1, kt1, vp1 = firsts
+    uq = _part_units(q1, ndim).reshape(batch, nq, ndim)  # type: ignore[arg-type]
+    uk = _part_units(kt1, ndim).reshape(batch, nk, ndim)  # type: ignore[arg-type]
+    uv = _part_units(vp1, ndim).reshape(batch, nk, ndim)  # type: ignore[arg-type]
     alive = scores.alive
     # heads repeat the same positions and mask: keep one batch of each kind
     keys: dict[bytes, int] = {}
@@ -110,6 +112,19 @@ def read_masked(
     if len(layout) != len(shape):
         return None
     return TensorRef(shape, (Part(node, tuple((0, n) for n in shape), layout),))
+
+
+def _first_feature(p: Part, dim: int) -> Part | None:
+    """``p`` cut to its first element along ``dim`` (None if ``dim`` holds positions)."""
+    from .builder import Part, _flat
+    from .layouts import _spatial
+
+    if _spatial(p.layout[dim]):
+        return None
+    region, layout = list(p.region), list(p.layout)
+    region[dim] = (region[dim][0], region[dim][0] + 1)
+    layout[dim] = _flat(1)
+    return Part(p.node, tuple(region), tuple(layout))
 
 
 def _table(

@@ -36,6 +36,7 @@ measures that operation with the gradient or gives up.
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import math
 from collections.abc import Callable, Iterable, Sequence
@@ -128,6 +129,8 @@ class GraphBuilder(LayoutOps):
     namer: Callable[[str], str | tuple[str, str]] | None = None
     _counts: dict[str, int] = field(default_factory=dict)
     _elements: ElementTable | None = None
+    #: Nodes of one unit that stand for a pooled token (:func:`rfmap.elements.reduce_ids`).
+    _token_nodes: set[str] | None = None
 
     @property
     def elements(self) -> ElementTable:
@@ -357,6 +360,10 @@ class GraphBuilder(LayoutOps):
                 and all(isinstance(r, Same) and r.dim == d for d, r in enumerate(only[1]))
             ):
                 return only[0]  # an element-wise op keeps every element where it is
+            if len(kept) == 1 and not any(isinstance(r, Slide) for r in only[1]):
+                from .elements import reduce_ids
+
+                return reduce_ids(self, name, op, shape, only[0], only[1])
             raise Unsupported("an operation on a tensor whose elements follow no layout")
         for x, rel in kept:
             if len(rel) != len(x.shape):
@@ -372,9 +379,30 @@ class GraphBuilder(LayoutOps):
                         cuts[r.dim].update(p.region[d])
         bounds = [sorted(c) for c in cuts]
         spans = [list(itertools.pairwise(b)) if len(b) > 1 else [(0, 0)] for b in bounds]
+        # the parts that can feed each cell, in order of operands and parts: a part
+        # touches the cells its region overlaps along its Same dims (linear in the
+        # feeds, not cells x parts)
+        candidates: dict[tuple[int, ...], list[tuple[Part, tuple[Relation, ...], tuple[int, ...]]]]
+        candidates = {}
+        for x, rel in kept:
+            for p in x.parts:
+                ranges = [range(len(s)) for s in spans]
+                for d, r in enumerate(rel):
+                    if isinstance(r, Same) and x.shape[d] == shape[r.dim] and shape[r.dim] > 1:
+                        lo, hi = p.region[d]
+                        first = bisect.bisect_right(bounds[r.dim], lo) - 1
+                        last = bisect.bisect_left(bounds[r.dim], hi)
+                        old = ranges[r.dim]
+                        ranges[r.dim] = range(max(old.start, first), min(old.stop, last))
+                for index in itertools.product(*ranges):
+                    candidates.setdefault(index, []).append((p, rel, x.shape))
         parts: list[Part] = []
-        for cell in itertools.product(*spans):
-            part = self._cell(name, op, shape, tuple(cell), kept, measured)
+        for index in itertools.product(*(range(len(s)) for s in spans)):
+            feeding = candidates.get(index)
+            if not feeding:
+                continue
+            cell = tuple(spans[d][k] for d, k in enumerate(index))
+            part = self._cell(name, op, shape, cell, feeding, measured)
             if part is not None:
                 parts.append(part)
         return TensorRef(shape, tuple(parts))
@@ -385,16 +413,15 @@ class GraphBuilder(LayoutOps):
         op: str,
         shape: tuple[int, ...],
         cell: Region,
-        operands: Sequence[tuple[TensorRef, tuple[Relation, ...]]],
+        candidates: Sequence[tuple[Part, tuple[Relation, ...], tuple[int, ...]]],
         measured: bool,
     ) -> Part | None:
         # the parts that feed the cell, cropped to it along their Same dims
         feeds: list[tuple[Part, tuple[Relation, ...], tuple[int, ...]]] = []
-        for x, rel in operands:
-            for p in x.parts:
-                cropped = self._crop_to_cell(p, x.shape, rel, shape, cell)
-                if cropped is not None:
-                    feeds.append((cropped, rel, x.shape))
+        for p, rel, in_shape in candidates:
+            cropped = self._crop_to_cell(p, in_shape, rel, shape, cell)
+            if cropped is not None:
+                feeds.append((cropped, rel, in_shape))
         if not feeds:
             return None
         # a window slides over whole axes: first read whole the digits of the reduced

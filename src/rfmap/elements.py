@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
-    from .builder import GraphBuilder, Part, TensorRef
+    from .builder import GraphBuilder, Part, Relation, TensorRef
 
-__all__ = ["ElementTable", "to_ids", "to_ref"]
+__all__ = ["ElementTable", "reduce_ids", "to_ids", "to_ref"]
 
 #: Largest tensor (in elements) handled element by element.
 MAX_ELEMENTS = 1 << 24
@@ -38,7 +38,17 @@ class ElementTable:
     def id_array(self, node: str, units: np.ndarray) -> np.ndarray:
         """Ids for ``units`` (shape ``(..., ndim)``) of ``node``."""
         flat = units.reshape(-1, self.ndim)
-        unique, inverse = np.unique(flat, axis=0, return_inverse=True)
+        if not len(flat):
+            return np.empty(units.shape[:-1], dtype=np.int64)
+        # One int64 key per row (mixed radix over the columns' ranges): a 1D unique
+        # is an order of magnitude faster than np.unique(axis=0).
+        low = flat.min(axis=0)
+        span = flat.max(axis=0) - low + 1
+        keys = np.zeros(len(flat), dtype=np.int64)
+        for a in range(self.ndim):
+            keys = keys * span[a] + (flat[:, a] - low[a])
+        _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+        unique = flat[first]
         lookup = np.empty(len(unique), dtype=np.int64)
         for k, row in enumerate(unique.tolist()):
             key = (node, tuple(int(v) for v in row))
@@ -94,8 +104,9 @@ def to_ref(b: GraphBuilder, ids: np.ndarray) -> TensorRef:
     if (ids < 0).all():
         return TensorRef(shape, ())
     table = b.elements
-    node_of = np.asarray([b.nodes_index[n] for n in table.nodes], dtype=np.int64)
-    names = list(b.nodes_index)
+    index = b.nodes_index
+    node_of = np.asarray([index[n] for n in table.nodes], dtype=np.int64)
+    names = list(index)
     units = np.asarray(table.units, dtype=np.int64).reshape(-1, b.ndim)
     safe = np.where(ids < 0, 0, ids)
     which = np.where(ids < 0, -1, node_of[safe])
@@ -190,3 +201,66 @@ def _atoms(
     if bound > 1:
         atoms.append((-1, bound, 0))
     return tuple(atoms)
+
+
+def reduce_ids(
+    b: GraphBuilder,
+    name: str,
+    op: str,
+    shape: tuple[int, ...],
+    x: TensorRef,
+    rel: tuple[Relation, ...],
+) -> TensorRef:
+    """An operation that reads element-level ``x`` position for position (``Same``)
+    and whole along its other dims (``Reduce``, ``Mix``): a pooling over blocks of
+    flattened tokens that straddle rows (NextViT).  Each output element reads a set of
+    (node, unit) ids; every distinct set of more than one becomes a node of one unit,
+    whose window on each axis is the set's positions on that axis (a :class:`Table`)."""
+    from .builder import Mix, Reduce, Same, Unsupported
+    from .windows import IDENTITY, Table
+
+    ids = to_ids(b, x)
+    same = [(d, r.dim) for d, r in enumerate(rel) if isinstance(r, Same)]
+    read = [d for d, r in enumerate(rel) if isinstance(r, (Reduce, Mix))]
+    if len(same) + len(read) != len(rel):
+        raise Unsupported("a window over a tensor whose elements follow no layout")
+    kept = [d for d, od in same if x.shape[d] == shape[od] and shape[od] > 1]
+    broadcast = [d for d, od in same if d not in kept]
+    if any(x.shape[d] != 1 for d in broadcast):
+        raise Unsupported("a broadcast of a tensor whose elements follow no layout")
+    rows = ids.transpose(kept + broadcast + read).reshape(
+        int(np.prod([x.shape[d] for d in kept], dtype=np.int64)), -1
+    )
+    rows = np.sort(rows, axis=1)
+    groups, inverse = np.unique(rows, axis=0, return_inverse=True)
+    table = b.elements
+    mapped = np.empty(len(groups), dtype=np.int64)
+    for g, row in enumerate(groups.tolist()):
+        members = sorted({i for i in row if i >= 0})
+        if len(members) <= 1:
+            mapped[g] = members[0] if members else -1
+            continue
+        by_node: dict[str, list[tuple[int, ...]]] = {}
+        for i in members:
+            by_node.setdefault(table.nodes[i], []).append(table.units[i])
+        edges = []
+        for source, units in by_node.items():
+            windows = []
+            for a in range(b.ndim):
+                positions = tuple(sorted({u[a] for u in units}))
+                single = len(positions) == 1 and b.extents(source)[a] == 1
+                windows.append(IDENTITY if single else Table((positions,)))
+            edges.append((source, windows))
+        node = b.add_node(name, op, (1,) * b.ndim, edges, None)
+        if b._token_nodes is None:
+            b._token_nodes = set()
+        b._token_nodes.add(node)
+        mapped[g] = table.id_array(node, np.zeros((1, b.ndim), dtype=np.int64))[0]
+    out = mapped[inverse.reshape(-1)].reshape([x.shape[d] for d in kept])
+    # place the kept dims at their output dims; broadcast along the others
+    order = {od: d for d, od in same if d in kept}
+    targets = sorted(order)
+    out = out.transpose([kept.index(order[od]) for od in targets])
+    index = tuple(slice(None) if od in order else np.newaxis for od in range(len(shape)))
+    full = np.broadcast_to(out[index], shape).copy()
+    return to_ref(b, full)

@@ -44,6 +44,7 @@ class LayoutOps:
     """The data-movement operations of :class:`~rfmap.builder.GraphBuilder`."""
 
     ndim: int
+    _token_nodes: set[str] | None
 
     if TYPE_CHECKING:
 
@@ -107,6 +108,9 @@ class LayoutOps:
             raise Unsupported("a tensor whose elements follow no layout")
         if len(x.parts) == 1:
             return x.parts[0].node
+        if any(p.node in (self._token_nodes or ()) for p in x.parts):
+            # pooled tokens have no position in a grid: one node would read them all
+            raise Unsupported("a map made of pooled tokens")
         placed = [self._placement(p, x.shape) for p in x.parts]
         extents = tuple(
             max(
@@ -152,6 +156,10 @@ class LayoutOps:
         extents = self.extents(first.node)
         if any(self.extents(p.node) != extents for p in x.parts):
             raise Unsupported("a reshape across blocks of different grids")
+        tokens = self._token_nodes or set()
+        if len(x.parts) > 1 and any(p.node in tokens for p in x.parts):
+            # pooled tokens sit at different positions: one node for all would read all
+            raise Unsupported("a reshape across pooled tokens")
         if len(x.parts) == 1:
             node = first.node
         else:
@@ -245,6 +253,23 @@ class LayoutOps:
         if x.scores is not None and len(new) >= 2 and new[-2:] == x.shape[-2:]:
             out = replace(out, scores=x.scores)  # leading dims regrouped: the same pairs
         return out
+
+    def squeeze(self, x: TensorRef, dims: Sequence[int]) -> TensorRef:
+        """``x`` without its size-1 ``dims`` (``squeeze(dim)``): unlike a reshape, which
+        cannot tell size-1 dims apart, the dims that stay keep their positions."""
+        drop = {d % len(x.shape) for d in dims if x.shape[d % len(x.shape)] == 1}
+        if not drop:
+            return x
+        keep = [d for d in range(len(x.shape)) if d not in drop]
+        shape = tuple(x.shape[d] for d in keep)
+        if x.elements is not None:
+            return replace(x, shape=shape, elements=x.elements.reshape(shape), scores=None)
+        parts = tuple(
+            Part(p.node, tuple(p.region[d] for d in keep), tuple(p.layout[d] for d in keep))
+            for p in x.parts
+        )
+        kept_pairs = x.scores is not None and not drop & {len(x.shape) - 2, len(x.shape) - 1}
+        return replace(x, shape=shape, parts=parts, scores=x.scores if kept_pairs else None)
 
     def _reshape(self, x: TensorRef, new: tuple[int, ...]) -> TensorRef:
         groups = _reshape_groups(x.shape, new)

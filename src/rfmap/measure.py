@@ -475,8 +475,9 @@ def spatial_dims(shape: Sequence[int], grid: Sequence[int]) -> tuple[int, ...]:
     Channels first ``(N, C, *grid)`` gives ``(2, 3, ...)``, channels last
     ``(N, *grid, C)`` gives ``(1, 2, ...)``, and tokens ``(N, T, C)`` -- ``T`` being the
     grid's size plus any leading class or register tokens -- give ``(1, 1, ...)``: the
-    axes flattened row-major into dim 1.  Where several layouts fit, channels first
-    wins, then channels last.  A grid of ones that no layout fits (logits) has no
+    axes flattened row-major into dim 1.  Where no other layout fits, tokens folded into
+    the batch ``(N * T, ...)`` give ``(0, 0, ...)``.  Where several layouts fit,
+    channels first wins, then channels last.  A grid of ones that no layout fits (logits) has no
     spatial dims: ``()``.
 
     >>> spatial_dims((1, 96, 56, 56), (56, 56)), spatial_dims((1, 56, 56, 96), (56, 56))
@@ -494,6 +495,10 @@ def spatial_dims(shape: Sequence[int], grid: Sequence[int]) -> tuple[int, ...]:
         return ()
     if len(shape) == 3 and shape[1] >= math.prod(grid):
         return (1,) * n
+    if len(shape) >= 2 and math.prod(grid) > 1 and shape[0] % math.prod(grid) == 0:
+        # tokens folded into the batch, ``(N * T, ...)``: TNT's pixel tokens, one
+        # sequence per patch
+        return (0,) * n
     raise InvalidSpecError(
         f"cannot find the spatial grid {list(grid)} in an output of shape {list(shape)} "
         "(channels first, channels last or tokens); pass spatial_dims"
@@ -517,8 +522,12 @@ def unit_index(
         position = 0
         for a in axes:
             position = position * int(grid[a]) + int(unit[a])
+        tokens = math.prod(int(grid[a]) for a in axes)
+        if d == 0:  # tokens folded into the batch: that token of every sample
+            index[d] = slice(position, None, tokens)
+            continue
         # leading class/register tokens come first
-        index[d] = int(shape[d]) - math.prod(int(grid[a]) for a in axes) + position
+        index[d] = int(shape[d]) - tokens + position
     return tuple(index)
 
 

@@ -890,18 +890,22 @@ def _finish(capture: _Capture, out: Any) -> Traced:
     if not outputs:
         raise ModelError("the model's output does not depend on its input")
     aliases: dict[str, str] = {}
-    for name, ref in capture.aliases.items():
-        if name and not ref.constant:
-            aliases[name] = b.merged(ref, f"{name}.merge")
-    for name, ref in capture.fx_aliases.items():
-        if name not in aliases and not ref.constant:
-            aliases[name] = b.merged(ref, f"{name}.merge")
+    for table in (capture.aliases, capture.fx_aliases):
+        for name, ref in table.items():
+            if name and name not in aliases and not ref.constant:
+                try:
+                    aliases[name] = b.merged(ref, f"{name}.merge")
+                except Unsupported:
+                    continue  # no grid (pooled tokens): not a layer one can ask for
     # rows of leaf modules show the shape of the module's output
     for name, ref in capture.aliases.items():
         record = b.nodes.get(name)
         if record is not None and len(ref.parts) == 1 and ref.parts[0].node == name:
             record.shape = tuple(ref.shape)
-    graph = b.graph(outputs)
+    try:
+        graph = b.graph(outputs)
+    except Unsupported as exc:
+        raise GiveUp(f"the output: {exc}") from None
     return Traced(graph, aliases, list(b.measured), list(b.notes))
 
 

@@ -313,6 +313,16 @@ def _view(ctx: OpContext) -> Any:
     return ctx.builder.reshape(x, ctx.shape)
 
 
+def _squeeze(ctx: OpContext) -> Any:
+    x = ctx.need()
+    dim = ctx.arg("dim")
+    if dim is None:
+        dims = [d for d, n in enumerate(x.shape) if n == 1]
+    else:
+        dims = [int(d) for d in dim] if isinstance(dim, (list, tuple)) else [int(dim)]
+    return ctx.builder.squeeze(x, dims)
+
+
 def _permute(ctx: OpContext) -> Any:
     return ctx.builder.permute(ctx.need(), ctx.arg("dims"))
 
@@ -669,11 +679,12 @@ def install() -> None:
     register_rule(
         *ops(
             _words(
-                "view _unsafe_view reshape _reshape_alias view_copy squeeze unsqueeze "
-                "flatten unflatten squeeze_copy unsqueeze_copy"
+                "view _unsafe_view reshape _reshape_alias view_copy unsqueeze "
+                "flatten unflatten unsqueeze_copy"
             )
         )
     )(_view)
+    register_rule(aten.squeeze, aten.squeeze_copy)(_squeeze)
     register_rule(aten.permute)(_permute)
     register_rule(aten.transpose, aten.t, aten.swapaxes, aten.swapdims)(_transpose)
     register_rule(aten.expand, aten.expand_as, aten.broadcast_to)(_expand)
