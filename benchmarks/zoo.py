@@ -533,6 +533,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=DOCS, help="where zoo.md/zoo.json go")
     parser.add_argument("--retry", action="store_true", help="re-run errors and timeouts")
     parser.add_argument(
+        "--force",
+        action="store_true",
+        help="re-run the selected models even if their cached result is up to date "
+        "(e.g. to re-time them on a quiet machine)",
+    )
+    parser.add_argument(
         "--render",
         action="store_true",
         help="only write the docs from the cache (whatever its code key)",
@@ -556,7 +562,9 @@ def main(argv: list[str] | None = None) -> int:
         from tqdm.auto import tqdm
 
         pending = [
-            e for e in todo if not up_to_date(load(args.cache, e), key, args.skip_check, args.retry)
+            e
+            for e in todo
+            if args.force or not up_to_date(load(args.cache, e), key, args.skip_check, args.retry)
         ]
         bar = tqdm(pending, desc="zoo", unit="model")
         for entry in bar:
