@@ -214,6 +214,16 @@ def _summary(label: str, r: Any) -> dict[str, Any]:
         "method": r.method,
         "exact": r.exact,
         "measured_nodes": list(r.measured_nodes),
+        # units that do not follow one stride (attention in windows, upsampling): the
+        # smallest and largest unit field per axis
+        "unit_fields": None
+        if r.aligned is not None
+        or r.min_unit_receptive_field is None
+        or r.unbounded_receptive_field is None
+        else [
+            [int(a), int(b)]
+            for a, b in zip(r.min_unit_receptive_field, r.unbounded_receptive_field, strict=True)
+        ],
     }
 
 
@@ -589,6 +599,9 @@ def _axes(values: list[Any] | None) -> str:
 
 def _triple(s: dict[str, Any]) -> str:
     text = f"{_axes(s['receptive_field'])}/{_axes(s['stride'])}/{_axes(s['padding'])}"
+    spans = s.get("unit_fields")
+    if spans and any(a != b for a, b in spans) and not all(s["global_axes"]):
+        text += " (units " + _axes([f"{a}..{b}" for a, b in spans]) + ")"
     if all(s["global_axes"]):
         text += " G"
     elif any(s["global_axes"]):
@@ -674,7 +687,10 @@ The same data, with every stage's node, grid and check, is in `docs/zoo.json`.
 * **stages**: the same triple for each stage -- timm's `feature_info` modules, the outputs
   of a multi-output model (`features_only`, FPN backbones), or the last module at each
   stride (`rfmap model --stages`).  The stride is the effective stride (jump); unit `u`
-  of a local stage reads `[u*stride - padding, u*stride - padding + RF)`.
+  of a local stage reads `[u*stride - padding, u*stride - padding + RF)`, except where
+  units do not follow one stride (attention inside windows, upsampling, pooled tokens):
+  there `RF` is the largest unit's field, `(units A..B)` gives the smallest and largest
+  per axis, and `rfmap model --unit` (or `input_box`) gives any unit's box.
 * **method**: *derived* when every operation the model runs has a rule (the analysis is
   exact); *measured* when some operation has none and was measured on its own with the
   gradient (`measured` lists them below).  *meta* marks a model too big to build here
