@@ -4,8 +4,8 @@ Target (issue #4): the analysis of torchvision's ResNet-50 (3x224x224) takes und
 0.5 s and is at least 20x faster than the gradient measurement of the same model, both
 measured in this run.
 
-* analysis: ``rfmap.trace.model_rf(model, (3, 224, 224))`` -- torch.fx trace, shape
-  propagation, and the receptive field of all 176 nodes, from scratch every time
+* analysis: ``rfmap.trace.model_rf(model, (3, 224, 224))`` -- the ATen capture on meta
+  tensors and the receptive field of every node of the graph, from scratch every time
   (nothing is cached between calls);
 * gradient: ``rfmap.measure.measure_model_rf(model, (3, 224, 224))`` -- the same question
   answered with the gradient (what ``model_rf`` falls back to): a linearised float64

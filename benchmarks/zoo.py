@@ -316,7 +316,7 @@ def check(
     checked = len(todo)
     start = time.perf_counter()
     # three units share a backward pass where memory allows (2D, up to 256x256); out of
-    # memory, the rest is checked again one unit per backward pass
+    # memory, the rest is checked again one unit per backward pass, then with one input
     slots = 3 if len(size) == 3 and size[1] * size[2] <= 256 * 256 else 1
     # video: two inputs and two units per entry (float64 3D models are slow here)
     inputs, per_entry = (2, 2) if len(size) == 4 else (3, 3)
@@ -326,8 +326,8 @@ def check(
             probes = [p for _, p, _ in todo]
             oracle = GradientOracle(model, size, probes, slots=slots, inputs=inputs)
         except Exception as exc:
-            if slots > 1 and _out_of_memory(exc):
-                slots = 1
+            if _out_of_memory(exc) and (slots > 1 or inputs > 1):
+                slots, inputs = (1, inputs) if slots > 1 else (1, 1)
                 continue
             return {"status": "error", "error": f"{type(exc).__name__}: {_first_line(exc)}"}
         for _, probe, r in todo:
@@ -342,7 +342,7 @@ def check(
                     raise MemoryError("retried one unit per backward pass")
                 mismatches, boxes = check_boxes(oracle, probe, r, units)
             except Exception as exc:
-                if slots > 1 and _out_of_memory(exc):
+                if _out_of_memory(exc) and (slots > 1 or inputs > 1):
                     retry.append((summary, probe, r))
                     continue
                 summary["check"] = {"status": "error", "error": f"{type(exc).__name__}: {exc}"}
@@ -351,6 +351,7 @@ def check(
             extents = [[b - a for a, b in box] for box in boxes.values()]
             summary["check"] = {
                 "status": "pass" if not mismatches else "fail",
+                "inputs": inputs,
                 "units": [list(u) for u in units],
                 "gradient_field": [max(e[a] for e in extents) for a in range(len(r.grid))],
                 "mismatches": [
@@ -361,6 +362,8 @@ def check(
             failed += bool(mismatches)
             _write(path, record)
         del oracle
+        if retry and slots == 1:
+            inputs = 1  # still out of memory: one random input per unit
         todo, slots = retry, 1
     return {
         "status": "fail" if failed else "error" if errors else "pass",
@@ -702,7 +705,8 @@ The same data, with every stage's node, grid and check, is in `docs/zoo.json`.
   (tests/model_oracle.py: activations the identity, max pools window sums, positive
   weights, three random positive inputs, a softmax weight below e^-50 of its row's
   largest counted as zero so that shifted-window masks of -100 are followed): at three
-  interior units each (video: two units, two inputs), the analysis' input box must equal
+  interior units each (video: two units, two inputs; one input where two do not fit in
+  memory), the analysis' input box must equal
   the gradient's.  `pass (n)`: n
   entries checked, all equal; `global`: nothing local to check; `**FAIL**`: see below.
 
