@@ -604,7 +604,7 @@ def _triple(s: dict[str, Any]) -> str:
     text = f"{_axes(s['receptive_field'])}/{_axes(s['stride'])}/{_axes(s['padding'])}"
     spans = s.get("unit_fields")
     if spans and any(a != b for a, b in spans) and not all(s["global_axes"]):
-        text += " (units " + _axes([f"{a}..{b}" for a, b in spans]) + ")"
+        text += " (units " + _axes([f"{a}..{b}" if a != b else str(a) for a, b in spans]) + ")"
     if all(s["global_axes"]):
         text += " G"
     elif any(s["global_axes"]):
