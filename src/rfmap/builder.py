@@ -128,9 +128,10 @@ class GraphBuilder(LayoutOps):
     #: or into ``(name, label)`` where ``label`` replaces the node's op in the table.
     namer: Callable[[str], str | tuple[str, str]] | None = None
     _counts: dict[str, int] = field(default_factory=dict)
+    #: Nodes of one unit that stand for a pooled token (:func:`rfmap.elements.reduce_ids`):
+    #: they have no place in a grid, so no node may merge them.
+    token_nodes: set[str] = field(default_factory=set)
     _elements: ElementTable | None = None
-    #: Nodes of one unit that stand for a pooled token (:func:`rfmap.elements.reduce_ids`).
-    _token_nodes: set[str] | None = None
 
     @property
     def elements(self) -> ElementTable:

@@ -13,6 +13,7 @@ again (usually the trick ends with a slice that gives every row its own position
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -41,14 +42,17 @@ class ElementTable:
         if not len(flat):
             return np.empty(units.shape[:-1], dtype=np.int64)
         # One int64 key per row (mixed radix over the columns' ranges): a 1D unique
-        # is an order of magnitude faster than np.unique(axis=0).
+        # is an order of magnitude faster than np.unique(axis=0), where keys fit.
         low = flat.min(axis=0)
         span = flat.max(axis=0) - low + 1
-        keys = np.zeros(len(flat), dtype=np.int64)
-        for a in range(self.ndim):
-            keys = keys * span[a] + (flat[:, a] - low[a])
-        _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
-        unique = flat[first]
+        if math.prod(int(n) for n in span) < 2**62:
+            keys = np.zeros(len(flat), dtype=np.int64)
+            for a in range(self.ndim):
+                keys = keys * span[a] + (flat[:, a] - low[a])
+            _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+            unique = flat[first]
+        else:
+            unique, inverse = np.unique(flat, axis=0, return_inverse=True)
         lookup = np.empty(len(unique), dtype=np.int64)
         for k, row in enumerate(unique.tolist()):
             key = (node, tuple(int(v) for v in row))
@@ -252,9 +256,7 @@ def reduce_ids(
                 windows.append(IDENTITY if single else Table((positions,)))
             edges.append((source, windows))
         node = b.add_node(name, op, (1,) * b.ndim, edges, None)
-        if b._token_nodes is None:
-            b._token_nodes = set()
-        b._token_nodes.add(node)
+        b.token_nodes.add(node)
         mapped[g] = table.id_array(node, np.zeros((1, b.ndim), dtype=np.int64))[0]
     out = mapped[inverse.reshape(-1)].reshape([x.shape[d] for d in kept])
     # place the kept dims at their output dims; broadcast along the others

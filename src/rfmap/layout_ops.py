@@ -44,7 +44,7 @@ class LayoutOps:
     """The data-movement operations of :class:`~rfmap.builder.GraphBuilder`."""
 
     ndim: int
-    _token_nodes: set[str] | None
+    token_nodes: set[str]
 
     if TYPE_CHECKING:
 
@@ -108,7 +108,7 @@ class LayoutOps:
             raise Unsupported("a tensor whose elements follow no layout")
         if len(x.parts) == 1:
             return x.parts[0].node
-        if any(p.node in (self._token_nodes or ()) for p in x.parts):
+        if any(p.node in self.token_nodes for p in x.parts):
             # pooled tokens have no position in a grid: one node would read them all
             raise Unsupported("a map made of pooled tokens")
         placed = [self._placement(p, x.shape) for p in x.parts]
@@ -156,8 +156,7 @@ class LayoutOps:
         extents = self.extents(first.node)
         if any(self.extents(p.node) != extents for p in x.parts):
             raise Unsupported("a reshape across blocks of different grids")
-        tokens = self._token_nodes or set()
-        if len(x.parts) > 1 and any(p.node in tokens for p in x.parts):
+        if len(x.parts) > 1 and any(p.node in self.token_nodes for p in x.parts):
             # pooled tokens sit at different positions: one node for all would read all
             raise Unsupported("a reshape across pooled tokens")
         if len(x.parts) == 1:
