@@ -37,7 +37,6 @@ import copy
 import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from fractions import Fraction
 from typing import Any
 
 import numpy as np
@@ -45,7 +44,11 @@ import numpy as np
 from .errors import InvalidSpecError, ModelError, RFMapError
 from .gradient import require_torch
 from .loading import parse_input_size
-from .receptive import Jump, LayerRF, ReceptiveField, _jump, _normalise_unit
+from .receptive import (
+    ReceptiveField,
+    _normalise_unit,
+    measured_receptive_field,
+)
 
 __all__ = [
     "LINEARISED_OPS",
@@ -788,87 +791,14 @@ def measure_model_rf(
     which ``notes`` says (use a larger input).
     """
     prepared = _Prepared(model, input_size, layer)
-    spatial = prepared.input_size[1:]
-    ndim = len(spatial)
-    grid = prepared.grid if prepared.grid else (1,) * ndim
-    centre = tuple(n // 2 for n in grid)
-    base = prepared.box(centre if prepared.grid else None)
-    notes = [reason] if reason else []
-    rf: list[int] = []
-    stride: list[Jump] = []
-    start: list[int] = []
-    global_axes: list[bool] = []
-    for axis in range(ndim):
-        lo, hi = base[axis]
-        rf.append(hi - lo)
-        clipped = lo == 0 or hi == spatial[axis]
-        jump: Jump = 0
-        step_known = True
-        if prepared.grid and grid[axis] > 1:
-            other = list(centre)
-            other[axis] = centre[axis] - 1 if centre[axis] + 1 >= grid[axis] else centre[axis] + 1
-            lo2, hi2 = prepared.box(tuple(other))[axis]
-            step = other[axis] - centre[axis]
-            jump = _jump(Fraction((lo2 - lo) if lo > 0 and lo2 > 0 else (hi2 - hi), step))
-            # both boxes cut by the border at both ends: their shift is not the stride
-            step_known = (lo > 0 and lo2 > 0) or (hi < spatial[axis] and hi2 < spatial[axis])
-        stride.append(jump)
-        start.append(int(lo - centre[axis] * jump))
-        global_axes.append(
-            not prepared.grid or (grid[axis] == 1 and (lo, hi) == (0, spatial[axis]))
-        )
-        if clipped and not global_axes[-1]:
-            what = "receptive field and padding are lower bounds"
-            if not step_known:
-                what = "receptive field and padding are lower bounds and the stride is unknown"
-            notes.append(
-                f"axis {axis}: the measured box [{lo}, {hi}) touches the input border, so the "
-                f"{what}; measure on a larger input"
-            )
-    name = layer or "output"
-    shape = tuple(prepared.out.shape)
-    row = LayerRF(
-        name=name,
-        op="measured",
-        shape=shape,
-        receptive_field=tuple(rf),
-        stride=tuple(stride),
-        start=tuple(start),
-        min_receptive_field=None,
-        max_path_receptive_field=None,
-        aligned=None,
-        global_axes=tuple(global_axes),
-        exact=False,
-        measured=True,
-    )
-
-    def boxer(unit: tuple[int, ...], clip: bool) -> tuple[tuple[int, int], ...]:
-        if not clip:
-            raise InvalidSpecError(
-                "this receptive field was measured with the gradient, so only boxes inside "
-                "the input (clip=True) are known"
-            )
-        return prepared.box(unit if prepared.grid else None)
-
-    return ReceptiveField(
-        node=name,
-        input_size=tuple(spatial),
-        shape=shape,
-        grid=grid,
-        receptive_field=row.receptive_field,
-        stride=row.stride,
-        start=row.start,
-        min_receptive_field=None,
-        max_path_receptive_field=None,
-        aligned=None,
-        global_axes=row.global_axes,
-        exact=False,
-        layers=(row,),
-        outputs=(name,),
-        measured_nodes=(name,),
-        method="measured",
-        notes=tuple(notes),
-        _boxer=boxer,
+    return measured_receptive_field(
+        layer or "output",
+        prepared.input_size[1:],
+        tuple(prepared.out.shape),
+        tuple(prepared.grid),
+        prepared.box,
+        how="with the gradient",
+        reason=reason,
     )
 
 

@@ -79,6 +79,7 @@ __all__ = [
     "graph_rf",
     "layers_graph",
     "layers_rf",
+    "measured_receptive_field",
     "support_mask",
     "unit_bounds",
     "unit_support",
@@ -861,3 +862,105 @@ def format_table(result: ReceptiveField, all_rows: bool = True) -> str:
     from .report import format_receptive_field
 
     return format_receptive_field(result, all_rows)
+
+
+Box = tuple[tuple[int, int], ...]
+
+
+def measured_receptive_field(
+    node: str,
+    spatial: Sequence[int],
+    shape: tuple[int, ...] | None,
+    grid: tuple[int, ...],
+    box: Callable[[tuple[int, ...] | None], Box],
+    *,
+    how: str,
+    reason: str = "",
+) -> ReceptiveField:
+    """A :class:`ReceptiveField` of ``node`` measured as a whole, from ``box(unit)``: the
+    input box a unit of ``grid`` reads (``grid == ()``: the output has no grid, and
+    ``box(None)`` is the box of the whole output).
+
+    Per axis, the centre unit and its neighbour give the receptive field, the stride and
+    the padding.  These are exact when the centre unit's box lies inside the input;
+    where it touches the border the receptive field is only a lower bound, which
+    ``notes`` says.  ``how`` ("with the gradient", "by perturbation") ends up in the
+    error for unclipped boxes, which a measurement does not know.
+    """
+    spatial = tuple(int(n) for n in spatial)
+    ndim = len(spatial)
+    full = grid if grid else (1,) * ndim
+    centre = tuple(n // 2 for n in full)
+    base = box(centre if grid else None)
+    notes = [reason] if reason else []
+    rf: list[int] = []
+    stride: list[Jump] = []
+    start: list[int] = []
+    global_axes: list[bool] = []
+    for axis in range(ndim):
+        lo, hi = base[axis]
+        rf.append(hi - lo)
+        jump: Jump = 0
+        step_known = True
+        if grid and full[axis] > 1:
+            other = list(centre)
+            other[axis] = centre[axis] - 1 if centre[axis] + 1 >= full[axis] else centre[axis] + 1
+            lo2, hi2 = box(tuple(other))[axis]
+            step = other[axis] - centre[axis]
+            jump = _jump(Fraction((lo2 - lo) if lo > 0 and lo2 > 0 else (hi2 - hi), step))
+            # both boxes cut by the border at both ends: their shift is not the stride
+            step_known = (lo > 0 and lo2 > 0) or (hi < spatial[axis] and hi2 < spatial[axis])
+        stride.append(jump)
+        start.append(int(lo - centre[axis] * jump))
+        global_axes.append(not grid or (full[axis] == 1 and (lo, hi) == (0, spatial[axis])))
+        if (lo == 0 or hi == spatial[axis]) and not global_axes[-1]:
+            what = "receptive field and padding are lower bounds"
+            if not step_known:
+                what += " and the stride is unknown"
+            notes.append(
+                f"axis {axis}: the measured box [{lo}, {hi}) touches the input border, so the "
+                f"{what}; measure on a larger input"
+            )
+    row = LayerRF(
+        name=node,
+        op="measured",
+        shape=shape,
+        receptive_field=tuple(rf),
+        stride=tuple(stride),
+        start=tuple(start),
+        min_receptive_field=None,
+        max_path_receptive_field=None,
+        aligned=None,
+        global_axes=tuple(global_axes),
+        exact=False,
+        measured=True,
+    )
+
+    def boxer(unit: tuple[int, ...], clip: bool) -> Box:
+        if not clip:
+            raise InvalidSpecError(
+                f"this receptive field was measured {how}, so only boxes inside the input "
+                "(clip=True) are known"
+            )
+        return box(unit if grid else None)
+
+    return ReceptiveField(
+        node=node,
+        input_size=spatial,
+        shape=shape,
+        grid=full,
+        receptive_field=row.receptive_field,
+        stride=row.stride,
+        start=row.start,
+        min_receptive_field=None,
+        max_path_receptive_field=None,
+        aligned=None,
+        global_axes=row.global_axes,
+        exact=False,
+        layers=(row,),
+        outputs=(node,),
+        measured_nodes=(node,),
+        method="measured",
+        notes=tuple(notes),
+        _boxer=boxer,
+    )

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from fractions import Fraction
 from typing import TYPE_CHECKING, Any
 
 import jax
@@ -38,7 +37,11 @@ from jax.extend.core import ClosedJaxpr, Literal
 from ..builder import Part, Reduce, Relation, Slide, TensorRef, plain_layout
 from ..errors import InvalidSpecError, MapTooLargeError, ModelError, RFMapError
 from ..measure import MeasuredRF, _mask_box
-from ..receptive import Jump, LayerRF, ReceptiveField, _jump, _normalise_unit
+from ..receptive import (
+    ReceptiveField,
+    _normalise_unit,
+    measured_receptive_field,
+)
 from ..windows import Table
 from .jax_rules import CALLS, ELEMENTWISE, IDENTITIES, REDUCTIONS, sub_jaxpr
 
@@ -657,80 +660,12 @@ def measured_rf(
     border gives lower bounds, which ``notes`` says.
     """
     g = gradient(jm, layer) if traced is None else _Gradient(jm, traced, layer)
-    spatial = jm.input_size
-    ndim = len(spatial)
-    grid = g.grid if g.spatial else (1,) * ndim
-    centre = tuple(n // 2 for n in grid)
-    base = g.box(centre if g.spatial else None)
-    notes = [reason] if reason else []
-    rf: list[int] = []
-    stride: list[Jump] = []
-    start: list[int] = []
-    global_axes: list[bool] = []
-    for axis in range(ndim):
-        lo, hi = base[axis]
-        rf.append(hi - lo)
-        clipped = lo == 0 or hi == spatial[axis]
-        jump: Jump = 0
-        step_known = True
-        if g.spatial and grid[axis] > 1:
-            other = list(centre)
-            other[axis] = centre[axis] - 1 if centre[axis] + 1 >= grid[axis] else centre[axis] + 1
-            lo2, hi2 = g.box(tuple(other))[axis]
-            step = other[axis] - centre[axis]
-            jump = _jump(Fraction((lo2 - lo) if lo > 0 and lo2 > 0 else (hi2 - hi), step))
-            step_known = (lo > 0 and lo2 > 0) or (hi < spatial[axis] and hi2 < spatial[axis])
-        stride.append(jump)
-        start.append(int(lo - centre[axis] * jump))
-        global_axes.append(not g.spatial or (grid[axis] == 1 and (lo, hi) == (0, spatial[axis])))
-        if clipped and not global_axes[-1]:
-            what = "receptive field and padding are lower bounds"
-            if not step_known:
-                what += " and the stride is unknown"
-            notes.append(
-                f"axis {axis}: the measured box [{lo}, {hi}) touches the input border, so the "
-                f"{what}; measure on a larger input"
-            )
-    row = LayerRF(
-        name=g.node,
-        op="measured",
-        shape=g.shape,
-        receptive_field=tuple(rf),
-        stride=tuple(stride),
-        start=tuple(start),
-        min_receptive_field=None,
-        max_path_receptive_field=None,
-        aligned=None,
-        global_axes=tuple(global_axes),
-        exact=False,
-        measured=True,
-    )
-
-    def boxer(unit: tuple[int, ...], clip: bool) -> tuple[tuple[int, int], ...]:
-        if not clip:
-            raise InvalidSpecError(
-                "this receptive field was measured with the gradient, so only boxes inside "
-                "the input (clip=True) are known"
-            )
-        return g.box(unit if g.spatial else None)
-
-    return ReceptiveField(
-        node=g.node,
-        input_size=tuple(spatial),
-        shape=g.shape,
-        grid=grid,
-        receptive_field=row.receptive_field,
-        stride=row.stride,
-        start=row.start,
-        min_receptive_field=None,
-        max_path_receptive_field=None,
-        aligned=None,
-        global_axes=row.global_axes,
-        exact=False,
-        layers=(row,),
-        outputs=(g.node,),
-        measured_nodes=(g.node,),
-        method="measured",
-        notes=tuple(notes),
-        _boxer=boxer,
+    return measured_receptive_field(
+        g.node,
+        jm.input_size,
+        g.shape,
+        tuple(g.grid) if g.spatial else (),
+        g.box,
+        how="with the gradient",
+        reason=reason,
     )

@@ -25,14 +25,17 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from fractions import Fraction
 from typing import Any
 
 import numpy as np
 
 from ..builder import GraphBuilder, Part, TensorRef, plain_layout
 from ..errors import InvalidSpecError, MapTooLargeError, ModelError
-from ..receptive import Jump, LayerRF, ReceptiveField, _jump, _normalise_unit
+from ..receptive import (
+    ReceptiveField,
+    _normalise_unit,
+    measured_receptive_field,
+)
 from ..windows import BROADCAST, IDENTITY, Table, Window
 from .onnx_rules import Opaque, Value, _words
 
@@ -789,80 +792,12 @@ def measure_model_rf(
     gradient.
     """
     prober = _Prober(model, tuple(input_size), layer)
-    spatial = prober.input_size
-    ndim = len(spatial)
-    grid = prober.grid if prober.grid else (1,) * ndim
-    centre = tuple(n // 2 for n in grid)
-    base = prober.box(centre if prober.grid else None)
-    notes = [reason] if reason else []
-    rf: list[int] = []
-    stride: list[Jump] = []
-    start: list[int] = []
-    global_axes: list[bool] = []
-    for axis in range(ndim):
-        lo, hi = base[axis]
-        rf.append(hi - lo)
-        jump: Jump = 0
-        known = True
-        if prober.grid and grid[axis] > 1:
-            other = list(centre)
-            other[axis] = centre[axis] - 1 if centre[axis] + 1 >= grid[axis] else centre[axis] + 1
-            lo2, hi2 = prober.box(tuple(other))[axis]
-            step = other[axis] - centre[axis]
-            jump = _jump(Fraction((lo2 - lo) if lo > 0 and lo2 > 0 else (hi2 - hi), step))
-            known = (lo > 0 and lo2 > 0) or (hi < spatial[axis] and hi2 < spatial[axis])
-        stride.append(jump)
-        start.append(int(lo - centre[axis] * jump))
-        global_axes.append(not prober.grid or (grid[axis] == 1 and (lo, hi) == (0, spatial[axis])))
-        if (lo == 0 or hi == spatial[axis]) and not global_axes[-1]:
-            what = "receptive field and padding are lower bounds"
-            if not known:
-                what += " and the stride is unknown"
-            notes.append(
-                f"axis {axis}: the measured box [{lo}, {hi}) touches the input border, so the "
-                f"{what}; measure on a larger input"
-            )
-    name = layer or "output"
-    row = LayerRF(
-        name=name,
-        op="measured",
-        shape=prober.out_shape,
-        receptive_field=tuple(rf),
-        stride=tuple(stride),
-        start=tuple(start),
-        min_receptive_field=None,
-        max_path_receptive_field=None,
-        aligned=None,
-        global_axes=tuple(global_axes),
-        exact=False,
-        measured=True,
-    )
-
-    def boxer(unit: tuple[int, ...], clip: bool) -> tuple[tuple[int, int], ...]:
-        if not clip:
-            raise InvalidSpecError(
-                "this receptive field was measured by perturbation, so only boxes inside "
-                "the input (clip=True) are known"
-            )
-        return prober.box(unit if prober.grid else None)
-
-    return ReceptiveField(
-        node=name,
-        input_size=spatial,
-        shape=prober.out_shape,
-        grid=grid,
-        receptive_field=row.receptive_field,
-        stride=row.stride,
-        start=row.start,
-        min_receptive_field=None,
-        max_path_receptive_field=None,
-        aligned=None,
-        global_axes=row.global_axes,
-        exact=False,
-        layers=(row,),
-        outputs=(name,),
-        measured_nodes=(name,),
-        method="measured",
-        notes=tuple(notes),
-        _boxer=boxer,
+    return measured_receptive_field(
+        layer or "output",
+        prober.input_size,
+        prober.out_shape,
+        tuple(prober.grid),
+        prober.box,
+        how="by perturbation",
+        reason=reason,
     )
