@@ -781,3 +781,22 @@ def test_an_axis_pooled_to_one_position_keeps_it_through_squeeze():
     assert [r.input_box((u,)) for u in range(3)] == [
         b for b in measure_boxes(net, (2, 5), [(0,), (1,), (2,)])
     ]
+
+
+@pytest.mark.parametrize(
+    "kernel, dilation, padding, stride", [(3, 1, 1, 1), (2, 1, 0, 2), (3, 2, 2, 1), (3, 1, 0, 2)]
+)
+def test_unfold_and_fold_equal_the_gradient(kernel, dilation, padding, stride):
+    # F.unfold (im2col) then a mix of each window's values, then F.fold (col2im)
+    class UnfoldFold(torch.nn.Module):
+        def forward(self, x):
+            args = {"dilation": dilation, "padding": padding, "stride": stride}
+            cols = torch.nn.functional.unfold(x, kernel, **args)
+            cols = cols * cols.sum(1, keepdim=True)
+            return torch.nn.functional.fold(cols, x.shape[-2:], kernel, **args)
+
+    r = model_rf(UnfoldFold(), (2, 9, 8))
+    assert r.method == "analytic" and r.measured_nodes == ()
+    units = _edge_units(r.grid)
+    for unit, box in zip(units, measure_boxes(UnfoldFold(), (2, 9, 8), units), strict=True):
+        assert r.input_box(unit) == box, unit

@@ -212,20 +212,23 @@ def _im2col(ctx: OpContext) -> Any:
     """``F.unfold``: ``(N, C, H, W)`` to ``(N, C*kh*kw, L)``, L the flattened windows."""
     x = ctx.need()
     b = ctx.builder
-    k = _ints(ctx.arg("kernel_size"), 2)
-    d = _ints(ctx.arg("dilation"), 2)
-    p = _ints(ctx.arg("padding"), 2)
-    s = _ints(ctx.arg("stride"), 2)
+    k, d, p, s = _unfold_args(ctx)
     *lead, c, h, w = x.shape
-    oh, ow = (
-        (n + 2 * pp - dd * (kk - 1) - 1) // ss + 1
-        for n, kk, dd, pp, ss in zip((h, w), k, d, p, s, strict=True)
-    )
+    oh, ow = _conv_sizes((h, w), k, d, p, s)
     windows = [Conv(kk, ss, dd, -pp) for kk, ss, dd, pp in zip(k, s, d, p, strict=True)]
     y = _sliding(b, ctx.name, "im2col", x, (*lead, c, oh, ow), windows, mix_channels=False)
     y = b.reshape(y, (*lead, c, 1, oh, ow))
     y = b.expand(y, (*lead, c, k[0] * k[1], oh, ow))
     return b.reshape(y, ctx.shape)
+
+
+def _unfold_args(
+    ctx: OpContext,
+) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
+    """Kernel size, dilation, padding and stride of ``F.unfold``/``F.fold``, per axis."""
+    return tuple(  # type: ignore[return-value]
+        _ints(ctx.arg(name), 2) for name in ("kernel_size", "dilation", "padding", "stride")
+    )
 
 
 def _conv_sizes(
@@ -247,14 +250,8 @@ def _col2im(ctx: OpContext) -> Any:
     x = ctx.need()
     b = ctx.builder
     h, w = (int(n) for n in ctx.arg("output_size"))
-    k = _ints(ctx.arg("kernel_size"), 2)
-    d = _ints(ctx.arg("dilation"), 2)
-    p = _ints(ctx.arg("padding"), 2)
-    s = _ints(ctx.arg("stride"), 2)
-    oh, ow = (
-        (n + 2 * pp - dd * (kk - 1) - 1) // ss + 1
-        for n, kk, dd, pp, ss in zip((h, w), k, d, p, s, strict=True)
-    )
+    k, d, p, s = _unfold_args(ctx)
+    oh, ow = _conv_sizes((h, w), k, d, p, s)
     *lead, ckk, _ = x.shape
     c = ckk // (k[0] * k[1])
     y = b.reshape(x, (*lead, c, k[0] * k[1], oh, ow))
