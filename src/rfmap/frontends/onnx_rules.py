@@ -278,12 +278,20 @@ FIRST_INPUT = _words(
 )
 
 
+def _first_only(
+    ctx: OnnxContext, reason: str = "with parameters that depend on the model input"
+) -> TensorRef:
+    """The first input, which must depend on the model input while the others do not."""
+    x = ctx.ref(0)
+    if x is None or any(ctx.ref(i) is not None for i in range(1, len(ctx.inputs))):
+        raise Unsupported(f"{ctx.op} {reason}")
+    return x
+
+
 @register_onnx_rule(*FIRST_INPUT)
 def _first_input(ctx: OnnxContext) -> list[Value]:
     """Element-wise in the first input; the other inputs must not depend on the model."""
-    x = ctx.ref(0)
-    if x is None or any(ctx.ref(i) is not None for i in range(1, len(ctx.inputs))):
-        raise Unsupported(f"{ctx.op} with parameters that depend on the model input")
+    x = _first_only(ctx)
     if ctx.op == "BatchNormalization" and ctx.int_attr("training_mode", 0):
         raise Unsupported("BatchNormalization in training mode")
     return [x] * ctx.n_outputs
@@ -293,10 +301,7 @@ def _first_input(ctx: OnnxContext) -> list[Value]:
 
 
 def _data(ctx: OnnxContext) -> TensorRef:
-    x = ctx.ref(0)
-    if x is None or any(ctx.ref(i) is not None for i in range(1, len(ctx.inputs))):
-        raise Unsupported(f"{ctx.op} whose shape parameters depend on the model input")
-    return x
+    return _first_only(ctx, "whose shape parameters depend on the model input")
 
 
 @register_onnx_rule("Reshape")
@@ -653,13 +658,6 @@ def _layer_norm(ctx: OnnxContext) -> list[Value]:
         stats = ctx.builder.reduce(ctx.name, ctx.op, x, dims, keepdim=True)
         out += [stats] * (ctx.n_outputs - 1)
     return out
-
-
-def _first_only(ctx: OnnxContext) -> TensorRef:
-    x = ctx.ref(0)
-    if x is None or any(ctx.ref(i) is not None for i in range(1, len(ctx.inputs))):
-        raise Unsupported(f"{ctx.op} with parameters that depend on the model input")
-    return x
 
 
 @register_onnx_rule("InstanceNormalization")
