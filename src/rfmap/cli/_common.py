@@ -144,6 +144,13 @@ def parse_size(text: str | None, name: str = "size") -> tuple[int, ...] | None:
     return tuple(parse_int_list(text, name))
 
 
+def size_for(size: tuple[int, ...] | None, ndim: int) -> int | tuple[int, ...] | None:
+    """``--size`` for maps of ``ndim`` axes: one value for every axis, or one per axis."""
+    if size is not None and len(size) not in (1, ndim):
+        raise CLIError(f"--size has {len(size)} values but the maps are {ndim}D")
+    return size[0] if size is not None and len(size) == 1 else size
+
+
 def check_dpi(args: argparse.Namespace) -> None:
     """Refuse a figure resolution outside 10..1200 dpi (``--dpi``)."""
     if not 10 <= args.dpi <= 1200:

@@ -16,7 +16,14 @@ from ..html import (
 )
 from ..plot.maps import FIBONACCI
 from ..specs import parse_int_list
-from ._common import CLIError, add_schedule_arguments, layers_from_args, parse_size, parse_unit
+from ._common import (
+    CLIError,
+    add_schedule_arguments,
+    layers_from_args,
+    parse_size,
+    parse_unit,
+    size_for,
+)
 
 __all__ = ["register", "run_explore"]
 
@@ -158,12 +165,7 @@ def _page(args: argparse.Namespace) -> ExplorerPage:
     dilations = ",".join(map(str, FIBONACCI)) if args.dilations is None else args.dilations
     layers = layers_from_args(args, dilations)
     size = parse_size(args.size)
-    if size is not None and len(size) == 1:
-        size_arg: Any = size[0]
-    elif size is not None and len(size) != layers[0].ndim:
-        raise CLIError(f"--size has {len(size)} values but the maps are {layers[0].ndim}D")
-    else:
-        size_arg = size
+    size_arg = size_for(size, layers[0].ndim)
     slice_ = None if args.slice is None else parse_int_list(args.slice, "slice")
     return stack_explorer(
         layers,

@@ -15,6 +15,7 @@ from ._common import (
     layers_from_args,
     parse_size,
     print_json,
+    size_for,
 )
 
 __all__ = ["register"]
@@ -372,9 +373,7 @@ def run_compare(args: argparse.Namespace) -> int:
     if len(ndims) > 1:
         raise CLIError(f"the schedules have different numbers of axes: {sorted(ndims)}")
     ndim = ndims.pop()
-    if len(size) not in (1, ndim):
-        raise CLIError(f"--size has {len(size)} values but the maps are {ndim}D")
-    size_arg: Any = size[0] if len(size) == 1 else size
+    size_arg = size_for(size, ndim)
     maps = tuple(stack_path_map(stack, size_arg) for stack in stacks)
     reports = tuple(check_layers(stack, suggest=False) for stack in stacks)
     comparison = Comparison(reports, maps, tuple(maps[0].counts.shape))

@@ -17,6 +17,7 @@ from ._common import (
     parse_size,
     parse_unit,
     print_json,
+    size_for,
 )
 
 SCHEDULE_EPILOG = """\
@@ -138,12 +139,7 @@ def _compute(args: argparse.Namespace, check: Any = None) -> PathMap:
     layers = layers_from_args(args)
     size = parse_size(args.size)
     unit = parse_unit(args.unit)
-    if size is not None and len(size) == 1:
-        size_arg: Any = size[0]
-    elif size is not None and len(size) != layers[0].ndim:
-        raise CLIError(f"--size has {len(size)} values but the maps are {layers[0].ndim}D")
-    else:
-        size_arg = size
+    size_arg = size_for(size, layers[0].ndim)
     if check is not None:
         check(map_shape(layers, size_arg))
     return stack_path_map(layers, size_arg, unit)
